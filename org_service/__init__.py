@@ -1,0 +1,1 @@
+"""org_service: a multi-tenant organization backend on MongoDB."""

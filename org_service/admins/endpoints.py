@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from org_service.admins.schemas import AdminPublic, LoginRequest, LoginResponse
+from org_service.admins.service import AdminService
+from org_service.deps import ServicesDep
+from org_service.errors import Forbidden, Unauthorized, responses
+from org_service.strict_json import StrictJSONRoute
+from org_service.tenancy import CurrentTenant
+
+router = APIRouter(prefix="/admin", tags=["Admin auth"], route_class=StrictJSONRoute)
+
+
+@router.post("/login", response_model=LoginResponse, responses=responses(Unauthorized))
+async def login(body: LoginRequest, services: ServicesDep) -> LoginResponse:
+    """Exchange an admin's email and password for a bearer token."""
+    return await services.admin_service.login(body.email, body.password)
+
+
+@router.get("/me", response_model=AdminPublic, responses=responses(Unauthorized, Forbidden))
+async def me(tenant: CurrentTenant) -> AdminPublic:
+    """The calling admin and their organization."""
+    return AdminService.me(tenant)

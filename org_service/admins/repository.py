@@ -1,0 +1,69 @@
+"""All MongoDB access for organization admins (the `admins` collection)."""
+
+from __future__ import annotations
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from org_service.db import Document, utcnow
+from org_service.models import email_key
+from org_service.organizations.repository import object_id
+
+
+class AdminRepository:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.collection = db["admins"]
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index("email_key", unique=True, name="email_unique")
+        await self.collection.create_index("organization_id", name="organization")
+
+    async def insert(self, *, email: str, password_hash: str, organization_id: ObjectId
+                     ) -> Document:
+        now = utcnow()
+        doc: Document = {
+            "email": email,
+            "email_key": email_key(email),
+            "password_hash": password_hash,
+            "organization_id": organization_id,
+            "role": "org_admin",
+            # Part of every token: bumping it revokes every token issued before.
+            "token_version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        result = await self.collection.insert_one(doc)
+        doc["_id"] = result.inserted_id
+        return doc
+
+    async def get(self, admin_id: str | ObjectId) -> Document | None:
+        oid = admin_id if isinstance(admin_id, ObjectId) else object_id(admin_id)
+        if oid is None:
+            return None
+        return await self.collection.find_one({"_id": oid})
+
+    async def get_by_email(self, email: str) -> Document | None:
+        return await self.collection.find_one({"email_key": email_key(email)})
+
+    async def first_of(self, organization_id: ObjectId) -> Document | None:
+        return await self.collection.find_one({"organization_id": organization_id},
+                                              sort=[("_id", 1)])
+
+    async def set_credentials(self, admin_id: ObjectId, *, email: str | None = None,
+                              password_hash: str | None = None) -> Document | None:
+        changes: Document = {"updated_at": utcnow()}
+        if email is not None:
+            changes["email"] = email
+            changes["email_key"] = email_key(email)
+        if password_hash is not None:
+            changes["password_hash"] = password_hash
+        return await self.collection.find_one_and_update(
+            {"_id": admin_id},
+            {"$set": changes, "$inc": {"token_version": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def delete_for(self, organization_id: ObjectId) -> int:
+        result = await self.collection.delete_many({"organization_id": organization_id})
+        return result.deleted_count

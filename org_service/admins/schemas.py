@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from org_service.models import RequestModel
+from org_service.organizations.schemas import OrganizationPublic
+
+
+class LoginRequest(RequestModel):
+    # Deliberately loose: a malformed or over-long password is just a wrong one (401).
+    email: str
+    password: str
+
+
+class LoginResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    admin_id: str
+    organization_name: str
+    email: str
+    expires_in: int
+
+
+class AdminPublic(BaseModel):
+    admin_id: str
+    email: str
+    role: str
+    organization: OrganizationPublic

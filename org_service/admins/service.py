@@ -1,0 +1,48 @@
+"""Admin login and identity."""
+
+from __future__ import annotations
+
+from org_service.admins.repository import AdminRepository
+from org_service.admins.schemas import AdminPublic, LoginResponse
+from org_service.errors import Unauthorized
+from org_service.organizations.repository import OrganizationRepository
+from org_service.organizations.service import public
+from org_service.security import PasswordHasher, TokenCodec
+from org_service.tenancy import TenantContext
+
+INVALID_LOGIN = "Invalid email or password"
+
+
+class AdminService:
+    def __init__(self, *, admins: AdminRepository, organizations: OrganizationRepository,
+                 hasher: PasswordHasher, tokens: TokenCodec) -> None:
+        self.admins = admins
+        self.organizations = organizations
+        self.hasher = hasher
+        self.tokens = tokens
+
+    async def login(self, email: str, password: str) -> LoginResponse:
+        admin = await self.admins.get_by_email(email)
+        # An unknown email is checked against a dummy hash, so both failures take as long.
+        valid = await self.hasher.verify(password, admin["password_hash"] if admin else None)
+        org = await self.organizations.get(admin["organization_id"]) if admin else None
+        if not valid or admin is None or org is None:
+            raise Unauthorized(INVALID_LOGIN)
+        token = self.tokens.issue(admin_id=str(admin["_id"]), organization_id=str(org["_id"]),
+                                  version=admin["token_version"], role=admin["role"])
+        return LoginResponse(
+            access_token=token,
+            admin_id=str(admin["_id"]),
+            organization_name=org["organization_name"],
+            email=admin["email"],
+            expires_in=int(self.tokens.expire.total_seconds()),
+        )
+
+    @staticmethod
+    def me(tenant: TenantContext) -> AdminPublic:
+        return AdminPublic(
+            admin_id=tenant.admin_id,
+            email=tenant.admin["email"],
+            role=tenant.admin["role"],
+            organization=public(tenant.organization),
+        )

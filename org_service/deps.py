@@ -1,0 +1,41 @@
+"""The objects a request needs, built once in the lifespan and handed out by dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+
+if TYPE_CHECKING:
+    from org_service.admins.repository import AdminRepository
+    from org_service.admins.service import AdminService
+    from org_service.config import Settings
+    from org_service.db import Mongo
+    from org_service.organizations.repository import (
+        OrganizationRepository,
+        TenantCollections,
+    )
+    from org_service.organizations.service import OrganizationService
+    from org_service.security import PasswordHasher, TokenCodec
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    mongo: Mongo
+    hasher: PasswordHasher
+    tokens: TokenCodec
+    organizations: OrganizationRepository
+    admins: AdminRepository
+    collections: TenantCollections
+    organization_service: OrganizationService
+    admin_service: AdminService
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated["Services", Depends(get_services)]

@@ -1,0 +1,108 @@
+"""Development default: a SecantusDB child process when no MONGODB_URL is configured.
+
+SecantusDB speaks the MongoDB wire protocol on WiredTiger. It is GPL-2.0 and installed
+only with the `embedded` extra; production images run against MongoDB and never import it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Linux: the server gets SIGTERM if the API process dies, even by SIGKILL, so a crashed
+    # API never leaves a server holding the port and the data directory.
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _executable() -> str:
+    beside_python = Path(sys.executable).with_name("secantusd-py")
+    found = str(beside_python) if beside_python.exists() else shutil.which("secantusd-py")
+    if not found:
+        raise RuntimeError(
+            "MONGODB_URL is not set and SecantusDB is not installed: "
+            "install the 'embedded' extra (pip install -e '.[embedded]') or set MONGODB_URL"
+        )
+    return found
+
+
+class EmbeddedMongo:
+    """A SecantusDB server on a loopback port, owned by this process."""
+
+    def __init__(self, storage_path: str, *, sync_on_commit: bool = True,
+                 test_commands: bool = False, port: int | None = None) -> None:
+        self.storage_path = storage_path
+        self.port = port or free_port()
+        self.sync_on_commit = sync_on_commit
+        self.test_commands = test_commands
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self, timeout: float = 60.0) -> EmbeddedMongo:
+        if self.storage_path != ":memory:":
+            Path(self.storage_path).mkdir(parents=True, exist_ok=True)
+        command = [_executable(), "--host", "127.0.0.1", "--port", str(self.port),
+                   "--storage-path", self.storage_path, "--log-level", "WARNING"]
+        if self.sync_on_commit:
+            # Without it a killed SecantusDB loses its most recent acknowledged writes.
+            command.append("--sync-on-commit")
+        if self.test_commands:
+            command.append("--enable-test-commands")
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                        preexec_fn=_die_with_parent)
+        self._wait_until_ready(timeout)
+        return self
+
+    def _wait_until_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"SecantusDB exited with code {self.process.returncode}")
+            try:
+                with MongoClient(self.url, serverSelectionTimeoutMS=500) as client:
+                    client.admin.command("ping")
+                return
+            except PyMongoError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"SecantusDB did not answer on port {self.port} within {timeout}s")
+
+    def kill(self) -> None:
+        """Stop abruptly, as a crash would (tests of the outage path use this)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)

@@ -1,0 +1,181 @@
+"""Typed service errors and the one place that renders every error as JSON.
+
+Every error body has the same shape: ``{"error": <code>, "detail": <message>}``, plus
+``errors`` (a list of field problems) for validation failures.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pymongo.errors import DuplicateKeyError, PyMongoError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class FieldProblem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: str
+    errors: list[FieldProblem] | None = None
+
+
+class ServiceError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class BadRequest(ServiceError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, detail: str = "Invalid or expired credentials") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    code = "conflict"
+
+
+class PreconditionFailed(ServiceError):
+    status_code = 412
+    code = "precondition_failed"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Unprocessable(ServiceError):
+    status_code = 422
+    code = "validation_error"
+
+
+class TooManyRequests(ServiceError):
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class ServiceUnavailable(ServiceError):
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 5) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
+def responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route: each error it may raise, with the shared body."""
+    documented: dict[int | str, dict[str, Any]] = {
+        422: {"model": ErrorResponse, "description": "The request is malformed"},
+        503: {"model": ErrorResponse, "description": "The database is unavailable; retry"},
+    }
+    for error in errors:
+        documented[error.status_code] = {"model": ErrorResponse, "description": error.code}
+    return documented
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _render(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
+            errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": code, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # The offending input is never echoed: it may be a password, a NaN that JSON cannot
+    # carry, or megabytes of text.
+    problems = []
+    for err in exc.errors():
+        msg = str(err.get("msg", "invalid"))
+        ctx = err.get("ctx") or {}
+        if err.get("type") == "json_invalid" and ctx.get("error"):
+            msg = f"Invalid JSON: {ctx['error']}"
+        problems.append({
+            "loc": [p if isinstance(p, int) else str(p) for p in err.get("loc", ())],
+            "msg": msg,
+            "type": str(err.get("type", "value_error")),
+        })
+    return problems
+
+
+def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return _render(exc.status_code, exc.code, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = _field_problems(exc)
+        where = ", ".join(".".join(str(p) for p in pr["loc"]) for pr in problems[:5])
+        return _render(422, "validation_error", f"Invalid request: {where}", errors=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return _render(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(DuplicateKeyError)
+    async def _duplicate(_: Request, exc: DuplicateKeyError) -> JSONResponse:
+        # Services translate the duplicates they expect; this is the safety net.
+        return _render(409, "conflict", "A resource with these unique fields already exists")
+
+    @app.exception_handler(PyMongoError)
+    async def _database_error(_: Request, exc: PyMongoError) -> JSONResponse:
+        log.warning("database error: %s: %s", type(exc).__name__, exc)
+        return _render(503, "service_unavailable", "The database is unavailable; retry later",
+                       {"Retry-After": str(retry_after)})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return _render(500, "internal_error", "Internal server error")

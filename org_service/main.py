@@ -1,0 +1,120 @@
+"""The application: lifespan (database, services), routers, error handlers, middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from pymongo.errors import PyMongoError
+
+from org_service import health
+from org_service.admins import endpoints as admin_endpoints
+from org_service.admins.repository import AdminRepository
+from org_service.admins.service import AdminService
+from org_service.config import Settings, get_settings
+from org_service.db import Mongo, create_client
+from org_service.deps import Services
+from org_service.embedded import EmbeddedMongo
+from org_service.errors import install_error_handlers
+from org_service.organizations import endpoints as organization_endpoints
+from org_service.organizations.repository import OrganizationRepository, TenantCollections
+from org_service.organizations.service import OrganizationService
+from org_service.security import PasswordHasher, TokenCodec
+
+log = logging.getLogger("org_service")
+
+
+def build_services(settings: Settings, mongo: Mongo) -> Services:
+    hasher = PasswordHasher(settings.BCRYPT_ROUNDS)
+    tokens = TokenCodec(settings.JWT_SECRET_KEY.get_secret_value(), settings.JWT_EXPIRE_MINUTES)
+    organizations = OrganizationRepository(mongo.master)
+    admins = AdminRepository(mongo.master)
+    collections = TenantCollections(mongo.master)
+    return Services(
+        settings=settings,
+        mongo=mongo,
+        hasher=hasher,
+        tokens=tokens,
+        organizations=organizations,
+        admins=admins,
+        collections=collections,
+        organization_service=OrganizationService(
+            organizations=organizations, admins=admins, collections=collections, hasher=hasher),
+        admin_service=AdminService(
+            admins=admins, organizations=organizations, hasher=hasher, tokens=tokens),
+    )
+
+
+async def prepare_database(services: Services) -> None:
+    await services.organizations.ensure_indexes()
+    await services.admins.ensure_indexes()
+
+
+async def _prepare_until_done(services: Services, retry_seconds: float) -> None:
+    # The API starts even when the database is down (answering 503) and catches up later.
+    while True:
+        try:
+            await prepare_database(services)
+            return
+        except PyMongoError as exc:
+            log.warning("database not ready (%s); retrying in %ss", exc, retry_seconds)
+            await asyncio.sleep(retry_seconds)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        embedded: EmbeddedMongo | None = None
+        url = settings.MONGODB_URL
+        if not url:
+            data_dir = settings.EMBEDDED_DATA_DIR / "db"
+            embedded = EmbeddedMongo(str(data_dir)).start()
+            url = embedded.url
+            log.warning("MONGODB_URL is not set: started embedded SecantusDB on port %s with "
+                        "data in %s (development only; it stops with the API)",
+                        embedded.port, data_dir)
+        mongo = Mongo(create_client(url, settings), settings.MASTER_DB_NAME)
+        services = build_services(settings, mongo)
+        app.state.services = services
+        preparing = asyncio.create_task(
+            _prepare_until_done(services, settings.RETRY_AFTER_SECONDS))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(preparing), settings.MONGODB_TIMEOUT_MS / 1000)
+        try:
+            yield
+        finally:
+            preparing.cancel()
+            await mongo.close()
+            if embedded is not None:
+                embedded.stop()
+
+    app = FastAPI(
+        title="org_service",
+        version="0.1.0",
+        summary="Multi-tenant organization backend: one MongoDB collection per organization.",
+        lifespan=lifespan,
+        max_body_size=settings.MAX_BODY_BYTES,
+    )
+    install_error_handlers(app, retry_after=settings.RETRY_AFTER_SECONDS)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", "X-Organization-ID",
+                           "X-Request-ID", "Idempotency-Key", "If-Match"],
+        )
+    app.include_router(organization_endpoints.router)
+    app.include_router(admin_endpoints.router)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,53 @@
+"""Organization names, their slugs and the tenant collection names derived from them.
+
+Two names with the same slug are the same organization: the slug is the identity that the
+unique index arbitrates, and the collection is always ``org_<slug>``.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated
+
+from pydantic import AfterValidator
+from slugify import slugify
+
+NAME_MIN, NAME_MAX = 2, 100
+SLUG_MAX = 64  # "org_" + 64 bytes keeps `master_db.org_<slug>` far inside the 255-byte limit
+COLLECTION_PREFIX = "org_"
+_PUNCTUATION = set(" -&.,'()")
+
+
+def _allowed(char: str) -> bool:
+    # Letters and combining marks of any script, decimal digits, and a little punctuation.
+    category = unicodedata.category(char)
+    return category[0] in "LM" or category == "Nd" or char in _PUNCTUATION
+
+
+def slug_of(name: str) -> str:
+    return slugify(name, separator="_", max_length=SLUG_MAX, word_boundary=False)
+
+
+def collection_for(slug: str) -> str:
+    return COLLECTION_PREFIX + slug
+
+
+def clean_organization_name(value: str) -> str:
+    name = unicodedata.normalize("NFC", value).strip()
+    if not NAME_MIN <= len(name) <= NAME_MAX:
+        raise ValueError(f"must be {NAME_MIN}-{NAME_MAX} characters after trimming spaces")
+    if not (name[0].isalnum()):
+        raise ValueError("must start with a letter or a digit")
+    bad = sorted({c for c in name if not _allowed(c)})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:5])
+        raise ValueError(
+            f"contains characters that are not allowed ({shown}); use letters, digits, "
+            "spaces and - & . , ' ( )"
+        )
+    if not slug_of(name):
+        raise ValueError("has no letters or digits that can form a collection name")
+    return name
+
+
+OrganizationName = Annotated[str, AfterValidator(clean_organization_name)]

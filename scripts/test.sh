@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up, lint and run the whole test suite. Exits non-zero on any failure.
+set -euo pipefail
+source "$(dirname "$0")/_setup.sh"
+echo "== ruff"
+.venv/bin/ruff check .
+echo "== pytest"
+.venv/bin/python -m pytest "$@"

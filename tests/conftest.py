@@ -1,0 +1,93 @@
+"""One real MongoDB wire-protocol server for the whole session, and the app against it.
+
+MONGODB_URL set: that server (e.g. a real mongod). Unset: an embedded SecantusDB on a free
+loopback port with test commands (configureFailPoint) enabled, stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from org_service.embedded import EmbeddedMongo
+
+os.environ.setdefault("JWT_SECRET_KEY", secrets.token_urlsafe(48))
+os.environ.setdefault("BCRYPT_ROUNDS", "4")
+os.environ.setdefault("MASTER_DB_NAME", "org_service_test")
+os.environ.setdefault("MONGODB_TIMEOUT_MS", "3000")
+
+
+@pytest.fixture(scope="session")
+def mongo_url() -> Iterator[str]:
+    if os.environ.get("MONGODB_URL"):
+        yield os.environ["MONGODB_URL"]
+        return
+    server = EmbeddedMongo(":memory:", sync_on_commit=False, test_commands=True).start()
+    os.environ["MONGODB_URL"] = server.url
+    try:
+        yield server.url
+    finally:
+        os.environ.pop("MONGODB_URL", None)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(mongo_url: str) -> Any:
+    from org_service.config import Settings
+
+    return Settings(MONGODB_URL=mongo_url)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Any) -> AsyncIterator[Any]:
+    from org_service.main import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+def services(app: Any) -> Any:
+    return app.state.services
+
+
+@pytest.fixture(scope="session")
+def master(services: Any) -> Any:
+    """The master database, for assertions on what was (or was not) written."""
+    return services.mongo.master
+
+
+@pytest.fixture(autouse=True)
+async def clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    if "app" not in request.fixturenames:
+        yield
+        return
+    master = request.getfixturevalue("master")
+    for name in await master.list_collection_names():
+        if name.startswith("org_"):
+            await master.drop_collection(name)
+        else:
+            await master[name].delete_many({})
+    yield
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+async def raw_client(mongo_url: str) -> AsyncIterator[AsyncMongoClient[Any]]:
+    """A separate client for failpoints and direct inspection."""
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url, tz_aware=True)
+    yield client
+    await client.close()

@@ -1,0 +1,41 @@
+"""Small helpers the tests share: create an organization, log in, authorise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+DEFAULT_PASSWORD = "secure123"
+
+
+@dataclass
+class Org:
+    id: str
+    name: str
+    collection_name: str
+    email: str
+    password: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def create_org(client: httpx.AsyncClient, name: str, email: str | None = None,
+                     password: str = DEFAULT_PASSWORD) -> Org:
+    email = email or f"admin@{name.lower().replace(' ', '-')}.example.com"
+    created = await client.post("/org/create", json={
+        "organization_name": name, "email": email, "password": password})
+    assert created.status_code == 201, created.text
+    token = await login(client, email, password)
+    body = created.json()
+    return Org(body["id"], name, body["collection_name"], email, password, token)
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str) -> str:
+    response = await client.post("/admin/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token

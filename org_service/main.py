@@ -16,6 +16,7 @@ from org_service import health
 from org_service.admins import endpoints as admin_endpoints
 from org_service.admins.repository import AdminRepository
 from org_service.admins.service import AdminService
+from org_service.audit import endpoints as audit_endpoints
 from org_service.config import Settings, get_settings
 from org_service.db import Mongo, create_client
 from org_service.deps import Services
@@ -24,6 +25,7 @@ from org_service.errors import install_error_handlers
 from org_service.organizations import endpoints as organization_endpoints
 from org_service.organizations.repository import OrganizationRepository, TenantCollections
 from org_service.organizations.service import OrganizationService
+from org_service.records import endpoints as record_endpoints
 from org_service.security import PasswordHasher, TokenCodec
 
 log = logging.getLogger("org_service")
@@ -113,6 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.include_router(organization_endpoints.router)
     app.include_router(admin_endpoints.router)
+    app.include_router(record_endpoints.router)
+    app.include_router(audit_endpoints.router)
     app.include_router(health.router)
     return app
 

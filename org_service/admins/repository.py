@@ -87,23 +87,29 @@ class LoginFailureRepository:
         cursor = self.collection.find({"_id": {"$in": keys}, "expires_at": {"$gt": now}})
         return await cursor.to_list(None)
 
-    async def add_failure(self, key: str, now: datetime, window: timedelta) -> None:
-        # An expired window starts over; a live one keeps its end, so more failures never
+    async def add_failure(self, key: str, now: datetime, window: timedelta) -> Document:
+        """Count one attempt atomically and return the counter as it is now."""
+        # An expired window starts over; a live one keeps its end, so more attempts never
         # extend it.
         await self.collection.delete_one({"_id": key, "expires_at": {"$lte": now}})
         for attempt in range(2):
             try:
-                await self.collection.update_one(
+                counter: Document = await self.collection.find_one_and_update(
                     {"_id": key},
                     {"$inc": {"failures": 1},
                      "$setOnInsert": {"started_at": now, "expires_at": now + window}},
-                    upsert=True,
+                    upsert=True, return_document=ReturnDocument.AFTER,
                 )
-                return
+                return counter
             except DuplicateKeyError:
                 # Two processes upserted the same new key at once; the loser now increments.
                 if attempt:
                     raise
+        raise AssertionError("unreachable")
+
+    async def refund(self, key: str) -> None:
+        await self.collection.update_one({"_id": key, "failures": {"$gt": 0}},
+                                         {"$inc": {"failures": -1}})
 
     async def clear(self, key: str) -> None:
         await self.collection.delete_one({"_id": key})

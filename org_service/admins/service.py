@@ -28,6 +28,7 @@ class AdminService:
         keys = self.throttle.keys(email, auditor.info.client_address)
         try:
             await self.throttle.check(keys)
+            await self.throttle.reserve(keys)
         except TooManyRequests:
             await auditor.record("admin.login", "throttled", target=email,
                                  reason=TooManyRequests.code)
@@ -37,7 +38,6 @@ class AdminService:
         valid = await self.hasher.verify(password, admin["password_hash"] if admin else None)
         org = await self.organizations.get(admin["organization_id"]) if admin else None
         if not valid or admin is None or org is None:
-            await self.throttle.failed(keys)
             await auditor.record(
                 "admin.login", "failure", target=email, reason=Unauthorized.code,
                 admin_id=admin["_id"] if admin else None,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from org_service.admins.repository import LoginFailureRepository
 from org_service.config import Settings
-from org_service.db import utcnow
+from org_service.db import Document, utcnow
 from org_service.errors import TooManyRequests
 from org_service.models import email_key
 
@@ -42,23 +42,33 @@ class LoginThrottle:
         return LoginKeys(account=_key("email", email_key(email)),
                          address=_key("address", client_address or "unknown"))
 
-    async def check(self, keys: LoginKeys) -> None:
-        """Raise 429 (with Retry-After: the seconds left in the window) while throttled."""
-        now = utcnow()
-        waits = [
-            (doc["expires_at"] - now).total_seconds()
-            for doc in await self.repository.active([keys.account, keys.address], now)
-            if doc["failures"] >= self.limits[doc["_id"].split(":", 1)[0]]
-        ]
+    def _raise_if_over(self, counters: list[Document], now: datetime, *, counted: bool
+                       ) -> None:
+        # Before this attempt is counted the limit itself blocks; after, only going past it.
+        allowed = 0 if counted else 1
+        waits = [(doc["expires_at"] - now).total_seconds() for doc in counters
+                 if doc["failures"] + allowed > self.limits[doc["_id"].split(":", 1)[0]]]
         if waits:
             raise TooManyRequests("Too many failed logins; retry later",
                                   retry_after=math.ceil(max(waits)))
 
-    async def failed(self, keys: LoginKeys) -> None:
+    async def check(self, keys: LoginKeys) -> None:
+        """Raise 429 (with Retry-After: the seconds left in the window) while throttled."""
         now = utcnow()
-        await self.repository.add_failure(keys.account, now, self.window)
-        await self.repository.add_failure(keys.address, now, self.window)
+        counters = await self.repository.active([keys.account, keys.address], now)
+        self._raise_if_over(counters, now, counted=False)
+
+    async def reserve(self, keys: LoginKeys) -> None:
+        """Count this attempt as a failure before the password is checked, so concurrent
+        guesses cannot slip past the limit between a check and a count; the attempt that
+        goes over the limit is refused (429) without a password check."""
+        now = utcnow()
+        counters = [await self.repository.add_failure(key, now, self.window)
+                    for key in (keys.account, keys.address)]
+        self._raise_if_over(counters, now, counted=True)
 
     async def succeeded(self, keys: LoginKeys) -> None:
-        # Only the account is forgiven: one good password must not clear a spraying address.
+        # The account is forgiven; the address only gets back this attempt, so one good
+        # password cannot clear a spraying address.
         await self.repository.clear(keys.account)
+        await self.repository.refund(keys.address)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import bcrypt
 import httpx
 import pytest
 
@@ -106,3 +107,37 @@ async def test_throttled_attempts_do_not_reach_the_password_check(
         assert_throttled(await attempt(client, org.email, "wrong-password"))
     after = await master["login_failures"].find({}).to_list(None)
     assert after == counters
+
+
+async def test_concurrent_guesses_get_no_more_than_five_password_checks(
+        client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    org = await create_org(client, "Acme")
+    checked: list[bytes] = []
+    real_checkpw = bcrypt.checkpw
+
+    def counting_checkpw(password: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    responses = await asyncio.gather(*[
+        attempt(client, org.email, f"guess-number-{n}") for n in range(12)])
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [401] * 5 + [429] * 7
+    assert len(checked) == 5
+
+
+async def test_a_good_login_does_not_clear_the_address_counter(
+        client: httpx.AsyncClient) -> None:
+    org = await create_org(client, "Acme")
+    for n in range(19):
+        assert (await attempt(client, f"guess{n}@example.com", "wrong-pw")).status_code == 401
+    await login(client, org.email, org.password)
+    assert (await attempt(client, "guess@example.com", "wrong-pw")).status_code == 401
+    assert_throttled(await attempt(client, org.email, org.password))
+
+
+async def test_expired_counters_are_swept_by_a_ttl_index(master: Any) -> None:
+    indexes = await master["login_failures"].index_information()
+    assert indexes["expire"]["expireAfterSeconds"] == 0
+    assert indexes["expire"]["key"] == [("expires_at", 1)]

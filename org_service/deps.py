@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         TenantCollections,
     )
     from org_service.organizations.service import OrganizationService
+    from org_service.records.service import RecordService
     from org_service.security import PasswordHasher, TokenCodec
 
 
@@ -31,6 +32,7 @@ class Services:
     collections: TenantCollections
     organization_service: OrganizationService
     admin_service: AdminService
+    records: RecordService
 
 
 def get_services(request: Request) -> Services:

@@ -26,6 +26,8 @@ from org_service.organizations import endpoints as organization_endpoints
 from org_service.organizations.repository import OrganizationRepository, TenantCollections
 from org_service.organizations.service import OrganizationService
 from org_service.records import endpoints as record_endpoints
+from org_service.records.repository import RecordRepository
+from org_service.records.service import RecordService
 from org_service.security import PasswordHasher, TokenCodec
 
 log = logging.getLogger("org_service")
@@ -49,6 +51,10 @@ def build_services(settings: Settings, mongo: Mongo) -> Services:
             organizations=organizations, admins=admins, collections=collections, hasher=hasher),
         admin_service=AdminService(
             admins=admins, organizations=organizations, hasher=hasher, tokens=tokens),
+        records=RecordService(RecordRepository(
+            mongo.master, max_time_ms=settings.QUERY_MAX_TIME_MS,
+            export_batch_size=settings.EXPORT_BATCH_SIZE,
+            index_build_timeout=settings.INDEX_BUILD_TIMEOUT_SECONDS), settings),
     )
 
 

@@ -148,7 +148,7 @@ def compile_filter(spec: Any, loc: Loc = ("body", "filter"), depth: int = 1) -> 
     return out
 
 
-def compile_sort(spec: dict[str, int] | None, loc: Loc = ("body", "sort")) -> SortOrder:
+def compile_sort(spec: dict[str, Any] | None, loc: Loc = ("body", "sort")) -> SortOrder:
     if not spec:
         return SortOrder(SORT_FIELDS["created_at"], 1)
     if len(spec) != 1:

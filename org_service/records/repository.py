@@ -105,21 +105,15 @@ class TenantRecords:
             maxTimeMS=self.max_time_ms)
         return await cursor.to_list()
 
-    async def stream(self) -> AsyncIterator[list[Document]]:
-        """Every record in batches of `export_batch_size`: memory stays at one batch.
+    async def stream(self) -> AsyncIterator[Document]:
+        """Every record, read `export_batch_size` at a time: the driver holds one batch.
 
         No maxTimeMS here: a full export of a large tenant legitimately takes long."""
         cursor = self.collection.find(IS_RECORD, sort=EXPORT_SORT,
                                       batch_size=self.export_batch_size)
         try:
-            batch: list[Document] = []
             async for document in cursor:
-                batch.append(document)
-                if len(batch) >= self.export_batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
+                yield document
         finally:
             await cursor.close()
 

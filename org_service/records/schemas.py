@@ -57,7 +57,7 @@ class RecordQuery(RequestModel):
         description="MongoDB-style filter over data fields: $eq $ne $gt $gte $lt $lte $in $nin "
                     "$exists $and $or $not, and $regex as an anchored literal prefix only",
         examples=[{"department": "sales", "age": {"$gte": 30}}])
-    sort: dict[str, int] | None = Field(
+    sort: dict[str, Any] | None = Field(
         default=None, description="One of created_at, updated_at, id: 1 or -1",
         examples=[{"created_at": -1}])
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 PATCH_ATTEMPTS = 3  # without If-Match, a patch that lost a race is re-applied this often
 INDEX_CONFLICTS = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict
 INDEX_NOT_FOUND = 27
+EXPORT_CHUNK_BYTES = 64 * 1024
 
 
 def to_record(doc: Document) -> Record:
@@ -218,14 +219,21 @@ class RecordService:
     # --- export ----------------------------------------------------------------------
 
     async def export(self, tenant: TenantContext) -> AsyncIterator[bytes]:
-        """NDJSON: one organization line, then one line per record, a batch per chunk."""
+        """NDJSON: one organization line, then one line per record, sent in chunks of about
+        EXPORT_CHUNK_BYTES, so memory stays at one database batch plus one chunk."""
         records = self.repository.for_tenant(tenant)
         header = {"type": "organization",
                   "organization": public(tenant.organization).model_dump(mode="json")}
-        yield json.dumps(header).encode() + b"\n"
-        async for batch in records.stream():
-            yield b"".join(b'{"type":"record","record":' + to_record(doc).model_dump_json()
-                           .encode() + b"}\n" for doc in batch)
+        chunk = bytearray(json.dumps(header).encode() + b"\n")
+        async for document in records.stream():
+            chunk += b'{"type":"record","record":'
+            chunk += to_record(document).model_dump_json().encode()
+            chunk += b"}\n"
+            if len(chunk) >= EXPORT_CHUNK_BYTES:
+                yield bytes(chunk)
+                chunk.clear()
+        if chunk:
+            yield bytes(chunk)
 
     # --- indexes ---------------------------------------------------------------------
 

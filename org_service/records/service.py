@@ -11,7 +11,7 @@ from typing import Any
 
 import json_merge_patch
 from bson import ObjectId
-from pymongo.errors import OperationFailure
+from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from org_service.config import Settings
 from org_service.db import Document, utcnow
@@ -20,6 +20,7 @@ from org_service.errors import (
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
+    ServiceUnavailable,
     Unprocessable,
 )
 from org_service.organizations.repository import object_id
@@ -82,6 +83,7 @@ class RecordService:
         self.max_record_bytes = settings.MAX_RECORD_BYTES
         self.max_indexes = settings.MAX_INDEXES_PER_ORG
         self.index_wait = settings.INDEX_BUILD_WAIT_SECONDS
+        self.retry_after = settings.RETRY_AFTER_SECONDS
         self.cursors = CursorCodec(settings.JWT_SECRET_KEY.get_secret_value().encode())
         # Index builds still running in this process: (organization id, name) -> build.
         self._builds: dict[tuple[str, str], tuple[asyncio.Task[None], IndexInfo]] = {}
@@ -195,8 +197,14 @@ class RecordService:
 
     async def _page(self, tenant: TenantContext, kind: str, query: Document, pager: Pager
                     ) -> RecordPage:
-        documents = await self.repository.for_tenant(tenant).find(
-            pager.filter({"kind": kind, **query}), pager.sort, pager.fetch_limit)
+        try:
+            documents = await self.repository.for_tenant(tenant).find(
+                pager.filter({"kind": kind, **query}), pager.sort, pager.fetch_limit)
+        except ExecutionTimeout:
+            raise ServiceUnavailable(
+                "The query ran longer than QUERY_MAX_TIME_MS and was stopped: narrow the "
+                "filter or declare an index on its fields (POST /org/indexes)",
+                retry_after=self.retry_after) from None
         items, next_cursor = pager.page(documents)
         return RecordPage.model_construct(items=[to_record(d) for d in items], next=next_cursor)
 

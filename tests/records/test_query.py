@@ -173,12 +173,14 @@ async def test_bad_query_body_is_422(client: httpx.AsyncClient, org: Org, body: 
 
 async def test_query_runs_with_max_time_ms(client: httpx.AsyncClient, org: Org,
                                            raw_client) -> None:
-    # A server that reports the time limit exceeded becomes a 503 with Retry-After.
+    # A server that reports the time limit exceeded (MaxTimeMSExpired) becomes a 503 with
+    # Retry-After and advice; that the limit is sent at all is checked in test_repository.
     await raw_client.admin.command({
-        "configureFailPoint": "failCommand", "mode": {"times": 1},
+        "configureFailPoint": "failCommand", "mode": {"skip": 2},  # after the tenant lookups
         "data": {"failCommands": ["find"], "errorCode": 50}})
     try:
         response = await client.post("/org/records/people/query", json={}, headers=org.auth)
     finally:
         await raw_client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
     assert response.status_code == 503 and response.headers["Retry-After"]
+    assert "QUERY_MAX_TIME_MS" in response.json()["detail"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -170,3 +172,33 @@ async def test_other_tenant_gets_404_and_the_record_is_untouched(
     listed = (await client.get("/org/records/employees", headers=intruder.auth)).json()
     assert listed == {"items": [], "next": None}
     assert (await client.get(url, headers=owner.auth)).json() == record
+
+
+async def test_concurrent_puts_with_one_if_match_have_one_winner(
+        client: httpx.AsyncClient) -> None:
+    org = await create_org(client, "Acme")
+    record = await add(client, org, "tasks", {"owner": None})
+    url = f"/org/records/tasks/{record['id']}"
+    responses = await asyncio.gather(*[
+        client.put(url, json={"owner": n}, headers={**org.auth, "If-Match": "1"})
+        for n in range(8)])
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] + [412] * 7
+    winner = next(r.json() for r in responses if r.status_code == 200)
+    current = (await client.get(url, headers=org.auth)).json()
+    assert current == winner and current["version"] == 2
+
+
+async def test_concurrent_patches_without_if_match_lose_no_update(
+        client: httpx.AsyncClient) -> None:
+    org = await create_org(client, "Acme")
+    record = await add(client, org, "tasks", {})
+    url = f"/org/records/tasks/{record['id']}"
+    responses = await asyncio.gather(*[
+        client.patch(url, json={f"field{n}": n}, headers=org.auth) for n in range(8)])
+    applied = [n for n, r in enumerate(responses) if r.status_code == 200]
+    assert all(r.status_code in (200, 409) for r in responses)
+    assert applied
+    current = (await client.get(url, headers=org.auth)).json()
+    assert current["data"] == {f"field{n}": n for n in applied}
+    assert current["version"] == 1 + len(applied)

@@ -232,7 +232,7 @@ class RecordService:
         records = self.repository.for_tenant(tenant)
         header = {"type": "organization",
                   "organization": public(tenant.organization).model_dump(mode="json")}
-        chunk = bytearray(json.dumps(header).encode() + b"\n")
+        chunk = bytearray(json.dumps(header, separators=(",", ":")).encode() + b"\n")
         async for document in records.stream():
             chunk += b'{"type":"record","record":'
             chunk += to_record(document).model_dump_json().encode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from org_service.records.schemas import BULK_MAX_BODY_BYTES
 from tests.helpers import create_org
 from tests.records.helpers import add_many, problem_locs
 
@@ -66,4 +67,14 @@ async def test_bulk_that_fails_in_the_database_writes_nothing(
     finally:
         await raw_client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
     assert response.status_code == 503 and response.headers["Retry-After"]
+    assert await master[org.collection_name].count_documents({}) == 0
+
+
+async def test_bulk_body_over_16_mib_is_413(client: httpx.AsyncClient, master) -> None:
+    org = await create_org(client, "Acme")
+    body = b"[" + b",".join([b'{"t": "' + b"x" * 20_000 + b'"}'] * 900) + b"]"
+    assert len(body) > BULK_MAX_BODY_BYTES
+    response = await client.post("/org/records/docs/bulk", content=body,
+                                 headers={**org.auth, "Content-Type": "application/json"})
+    assert response.status_code == 413
     assert await master[org.collection_name].count_documents({}) == 0

@@ -143,14 +143,15 @@ async def delete_record(kind: Kind, record_id: RecordId, tenant: CurrentTenant,
 
 @router.get("/export", response_class=StreamingResponse, responses={
     200: {"content": {"application/x-ndjson": {}},
-          "description": "One organization line, then one line per record"},
+          "description": "An organization line, one line per record, then "
+                         "{\"type\": \"end\", \"records\": <count>}"},
     **responses(Unauthorized)})
 async def export_organization(tenant: CurrentTenant, services: ServicesDep
                               ) -> StreamingResponse:
     """The organization's metadata and all its records as streamed NDJSON."""
     filename = f"{tenant.collection_name}.ndjson"
     return StreamingResponse(
-        services.records.export(tenant), media_type="application/x-ndjson",
+        await services.records.export(tenant), media_type="application/x-ndjson",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 

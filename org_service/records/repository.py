@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any
 
@@ -105,7 +105,7 @@ class TenantRecords:
             maxTimeMS=self.max_time_ms)
         return await cursor.to_list()
 
-    async def stream(self) -> AsyncIterator[Document]:
+    async def stream(self) -> AsyncGenerator[Document, None]:
         """Every record, read `export_batch_size` at a time: the driver holds one batch.
 
         No maxTimeMS here: a full export of a large tenant legitimately takes long."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import json_merge_patch
@@ -227,21 +227,40 @@ class RecordService:
     # --- export ----------------------------------------------------------------------
 
     async def export(self, tenant: TenantContext) -> AsyncIterator[bytes]:
-        """NDJSON: one organization line, then one line per record, sent in chunks of about
-        EXPORT_CHUNK_BYTES, so memory stays at one database batch plus one chunk."""
-        records = self.repository.for_tenant(tenant)
+        """NDJSON: an organization line, one line per record, and an end line with the count
+        (a stream cut short by a failure lacks it). Sent in chunks of ~EXPORT_CHUNK_BYTES, so
+        memory stays at one database batch plus one chunk."""
+        documents = self.repository.for_tenant(tenant).stream()
+        # Read the first batch before answering: a database down now is still a clean 503.
+        first = await anext(documents, None)
+        return self._ndjson(tenant, first, documents)
+
+    async def _ndjson(self, tenant: TenantContext, first: Document | None,
+                      documents: AsyncGenerator[Document, None]) -> AsyncIterator[bytes]:
         header = {"type": "organization",
                   "organization": public(tenant.organization).model_dump(mode="json")}
-        chunk = bytearray(json.dumps(header, separators=(",", ":")).encode() + b"\n")
-        async for document in records.stream():
-            chunk += b'{"type":"record","record":'
-            chunk += to_record(document).model_dump_json().encode()
-            chunk += b"}\n"
-            if len(chunk) >= EXPORT_CHUNK_BYTES:
-                yield bytes(chunk)
-                chunk.clear()
-        if chunk:
-            yield bytes(chunk)
+        chunk = bytearray(_line(header))
+        count = 0
+
+        async def every() -> AsyncIterator[Document]:
+            if first is not None:
+                yield first
+                async for document in documents:
+                    yield document
+
+        try:
+            async for document in every():
+                chunk += b'{"type":"record","record":'
+                chunk += to_record(document).model_dump_json().encode()
+                chunk += b"}\n"
+                count += 1
+                if len(chunk) >= EXPORT_CHUNK_BYTES:
+                    yield bytes(chunk)
+                    chunk.clear()
+        finally:  # a client that went away closes the database cursor now, not at GC
+            await documents.aclose()
+        chunk += _line({"type": "end", "records": count})
+        yield bytes(chunk)
 
     # --- indexes ---------------------------------------------------------------------
 
@@ -301,6 +320,10 @@ class RecordService:
             if exc.code == INDEX_NOT_FOUND:
                 raise NotFound(f"No index named {name[:64]!r}") from None
             raise
+
+
+def _line(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode() + b"\n"
 
 
 def _index_info(index: Document) -> IndexInfo:

@@ -108,10 +108,28 @@ async def test_export_content(client: httpx.AsyncClient) -> None:
     assert "org_acme.ndjson" in response.headers["content-disposition"]
     lines = [json.loads(line) for line in response.text.splitlines()]
     assert lines[0]["organization"]["id"] == org.id
-    records = [line["record"] for line in lines[1:]]
+    assert lines[-1] == {"type": "end", "records": 6}
+    records = [line["record"] for line in lines[1:-1]]
     assert [r["kind"] for r in records] == ["employees"] + ["tasks"] * 5
     assert records[0] == record
     assert "not yours" not in response.text
+
+
+async def test_empty_export_and_database_down_before_the_stream(
+        client: httpx.AsyncClient, raw_client: Any) -> None:
+    org = await create_org(client, "Acme")
+    empty = await client.get("/org/export", headers=org.auth)
+    assert [json.loads(line)["type"] for line in empty.text.splitlines()] == [
+        "organization", "end"]
+    await raw_client.admin.command({
+        "configureFailPoint": "failCommand", "mode": {"skip": 2},  # after the tenant lookups
+        "data": {"failCommands": ["find"], "errorCode": 6}})
+    try:
+        down = await client.get("/org/export", headers=org.auth)
+    finally:
+        await raw_client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    assert down.status_code == 503 and down.headers["Retry-After"]
+    assert down.json()["error"] == "service_unavailable"
 
 
 async def test_rename_carries_records_along(client: httpx.AsyncClient, master) -> None:

@@ -6,15 +6,18 @@ never from a body, a path or a header.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import pymongo
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from org_service.db import Document
 from org_service.deps import Services, get_services
-from org_service.errors import Forbidden, Unauthorized
+from org_service.errors import Forbidden, TenantBusy, Unauthorized
+from org_service.organizations.repository import ACTIVE, RENAMING
 from org_service.security import TokenClaims
 
 bearer = HTTPBearer(auto_error=False, description="The access token from /admin/login")
@@ -39,15 +42,28 @@ class TenantContext:
         return str(self.organization["collection_name"])
 
 
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+OrganizationHeader = Annotated[str | None, Header(
+    alias="X-Organization-ID",
+    description="Optional cross-check: must equal the organization of the token",
+)]
+
+
 async def get_tenant_context(
     request: Request,
     services: Annotated[Services, Depends(get_services)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    x_organization_id: Annotated[str | None, Header(
-        alias="X-Organization-ID",
-        description="Optional cross-check: must equal the organization of the token",
-    )] = None,
-) -> TenantContext:
+    credentials: Credentials,
+    x_organization_id: OrganizationHeader = None,
+) -> AsyncIterator[TenantContext]:
+    # Every database operation of a tenant request ends within this deadline, which is what
+    # lets a rename or delete know when no request can still write to the old collection.
+    with pymongo.timeout(services.settings.TENANT_REQUEST_TIMEOUT_MS / 1000):
+        yield await resolve_tenant(request, services, credentials, x_organization_id)
+
+
+async def resolve_tenant(request: Request, services: Services,
+                         credentials: HTTPAuthorizationCredentials | None,
+                         x_organization_id: str | None) -> TenantContext:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Missing bearer token")
     claims = services.tokens.decode(credentials.credentials)
@@ -56,8 +72,10 @@ async def get_tenant_context(
     if (admin is None or admin.get("token_version") != claims.version
             or str(admin["organization_id"]) != claims.organization_id):
         raise Unauthorized()
-    organization = await services.organizations.get(admin["organization_id"])
-    if organization is None:
+    organization = await services.organizations.get(admin["organization_id"], active_only=False)
+    if organization is not None and organization["state"] == RENAMING:
+        raise TenantBusy(str(organization["_id"]))
+    if organization is None or organization["state"] != ACTIVE:
         raise Unauthorized()
     tenant = TenantContext(claims=claims, admin=admin, organization=organization)
     request.state.tenant = tenant

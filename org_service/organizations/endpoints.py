@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Header, status
 
 from org_service.deps import ServicesDep
 from org_service.errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
@@ -11,6 +14,7 @@ from org_service.errors import (
     Unauthorized,
     responses,
 )
+from org_service.organizations.access import DeleteTargetDep, LifecycleTenant
 from org_service.organizations.schemas import (
     OrganizationCreate,
     OrganizationCreated,
@@ -20,18 +24,23 @@ from org_service.organizations.schemas import (
     OrganizationPublic,
     OrganizationUpdate,
 )
+from org_service.organizations.service import idempotency_key
 from org_service.strict_json import StrictJSONRoute
-from org_service.tenancy import CurrentTenant
 
 router = APIRouter(prefix="/org", tags=["Organizations"], route_class=StrictJSONRoute)
 
 
 @router.post("/create", status_code=status.HTTP_201_CREATED, response_model=OrganizationCreated,
-             responses=responses(Conflict, PayloadTooLarge))
-async def create_organization(body: OrganizationCreate, services: ServicesDep
-                              ) -> OrganizationCreated:
+             responses=responses(BadRequest, Conflict, PayloadTooLarge))
+async def create_organization(
+    body: OrganizationCreate, services: ServicesDep,
+    key: Annotated[str | None, Header(
+        alias="Idempotency-Key",
+        description="Replaying a key with the same body returns the first response; "
+                    "with another body: 422")] = None,
+) -> OrganizationCreated:
     """Create an organization, its first admin and its own collection `org_<slug>`."""
-    return await services.organization_service.create(body)
+    return await services.organization_service.create(body, idempotency_key(key))
 
 
 @router.post("/get", response_model=OrganizationPublic, responses=responses(NotFound))
@@ -42,7 +51,7 @@ async def get_organization(body: OrganizationLookup, services: ServicesDep) -> O
 
 @router.put("/update", response_model=OrganizationPublic,
             responses=responses(Unauthorized, Forbidden, Conflict))
-async def update_organization(body: OrganizationUpdate, tenant: CurrentTenant,
+async def update_organization(body: OrganizationUpdate, tenant: LifecycleTenant,
                               services: ServicesDep) -> OrganizationPublic:
     """Rename the caller's organization (its collection moves with it) and/or change the
     admin's email or password; a credential change revokes every earlier token."""
@@ -51,7 +60,8 @@ async def update_organization(body: OrganizationUpdate, tenant: CurrentTenant,
 
 @router.delete("/delete", response_model=OrganizationDeleted,
                responses=responses(Unauthorized, Forbidden))
-async def delete_organization(body: OrganizationDelete, tenant: CurrentTenant,
+async def delete_organization(body: OrganizationDelete, target: DeleteTargetDep,
                               services: ServicesDep) -> OrganizationDeleted:
-    """Delete the caller's organization: its collection, its admins and itself."""
-    return await services.organization_service.delete(tenant, body.organization_name)
+    """Delete the caller's organization: its collection, its admins and itself. Repeating
+    it with the same token answers the same 200 (for a day)."""
+    return await services.organization_service.delete(target, body.organization_name)

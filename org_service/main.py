@@ -18,7 +18,7 @@ from org_service.admins.repository import AdminRepository
 from org_service.admins.service import AdminService
 from org_service.audit import endpoints as audit_endpoints
 from org_service.config import Settings, get_settings
-from org_service.db import Mongo, create_client, utcnow
+from org_service.db import Mongo, create_client
 from org_service.deps import Services
 from org_service.embedded import EmbeddedMongo
 from org_service.errors import install_error_handlers
@@ -77,11 +77,11 @@ async def prepare_database(services: Services) -> None:
 
 
 async def sweep(services: Services) -> None:
-    """Finish or undo lifecycle operations whose process died, forget abandoned keys."""
+    """Finish or undo lifecycle operations whose process died. (Idempotency keys of a
+    create that died stay pending until a retry adopts them or their TTL removes them.)"""
     handled = await services.lifecycle.recover()
     if handled:
         log.warning("recovered %d interrupted lifecycle operation(s)", handled)
-    await services.organization_service.keys.abandon_stale(utcnow())
 
 
 async def _maintain(services: Services, ready: asyncio.Event) -> None:

@@ -116,7 +116,7 @@ class LifecycleManager:
     async def _start(self, op: Document) -> None:
         """Journal a new operation, first clearing a finished-but-settling one of the same
         organization (a rename right after a rename); Busy when one is really in flight."""
-        for _ in range(2):
+        for _ in range(3):
             try:
                 await self.journal.start(op)
                 return
@@ -124,13 +124,20 @@ class LifecycleManager:
                 current = await self.journal.for_organization(op["organization_id"])
                 if current is None:
                     continue
-                if current["phase"] == SETTLING:
-                    await self._settle(current)
-                    continue
-                if current["lease_until"] < utcnow() and await self.recover_one(current):
-                    continue
-                raise Busy() from None
+                if current["phase"] != SETTLING:
+                    raise Busy() from None
+                await self._settle(current)
         raise Busy()
+
+    async def _current(self, org: Document) -> Document:
+        """The organization as it is once an abandoned operation on it has been finished
+        (a retried request may carry what it looked like before)."""
+        if not await self.recover_if_abandoned(org["_id"]):
+            raise Busy()
+        current = await self.organizations.get(org["_id"])
+        if current is None:
+            raise Busy()
+        return current
 
     async def _claim(self, slug: str, organization_id: ObjectId) -> None:
         if await self.claims.claim(slug, organization_id):
@@ -205,9 +212,12 @@ class LifecycleManager:
     async def rename(self, org: Document, *, new_name: str, new_slug: str,
                      new_collection: str) -> Document:
         async def run() -> Document:
-            op = self._op(RENAME, org["_id"], STARTED,
-                          from_name=org["organization_name"], from_slug=org["slug"],
-                          from_collection=org["collection_name"], to_name=new_name,
+            current = await self._current(org)
+            if current["slug"] == new_slug:  # a retry: recovery already finished it
+                return current
+            op = self._op(RENAME, current["_id"], STARTED,
+                          from_name=current["organization_name"], from_slug=current["slug"],
+                          from_collection=current["collection_name"], to_name=new_name,
                           to_slug=new_slug, to_collection=new_collection)
             await self._start(op)
             try:
@@ -265,6 +275,7 @@ class LifecycleManager:
 
     async def delete(self, org: Document, admin: Document) -> Document:
         async def run() -> Document:
+            await self._current(org)
             op = self._op(DELETE, org["_id"], STARTED,
                           name=org["organization_name"], slug=org["slug"],
                           collection_name=org["collection_name"],

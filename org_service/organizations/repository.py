@@ -219,9 +219,6 @@ class IdempotencyKeys:
     async def abandon(self, key: str) -> None:
         await self.collection.delete_one({"_id": key, "state": "pending"})
 
-    async def abandon_stale(self, now: datetime) -> None:
-        await self.collection.delete_many({"state": "pending", "lease_until": {"$lt": now}})
-
 
 class TenantCollections:
     """Create, move and drop the per-organization collections."""

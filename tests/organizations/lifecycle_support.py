@@ -39,13 +39,19 @@ async def running(settings: Any) -> AsyncIterator[Running]:
 
 
 @asynccontextmanager
-async def failing(raw_client: AsyncMongoClient[Any], *commands: str, code: int = 2,
-                  times: int | None = None) -> AsyncIterator[None]:
-    """Make the app's `commands` fail on the server (failCommand), every time or `times`."""
+async def failing(raw_client: AsyncMongoClient[Any], *commands: str, code: int | None = 2,
+                  times: int | None = None, block_ms: int = 0) -> AsyncIterator[None]:
+    """Make the app's `commands` fail on the server (failCommand), every time or `times`;
+    with `block_ms` (and no code) they are only slowed down by that much."""
+    data: dict[str, Any] = {"failCommands": list(commands), "appName": APP_NAME}
+    if code is not None:
+        data["errorCode"] = code
+    if block_ms:
+        data.update(blockConnection=True, blockTimeMS=block_ms)
     await raw_client.admin.command({
         "configureFailPoint": "failCommand",
         "mode": {"times": times} if times else "alwaysOn",
-        "data": {"failCommands": list(commands), "errorCode": code, "appName": APP_NAME},
+        "data": data,
     })
     try:
         yield

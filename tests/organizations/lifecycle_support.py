@@ -103,7 +103,10 @@ async def create(http: httpx.AsyncClient, name: str, email: str | None = None,
 
 
 async def token_for(http: httpx.AsyncClient, name: str) -> dict[str, str]:
-    email = f"admin@{name.lower().replace(' ', '-')}.example.com"
+    return await login_auth(http, f"admin@{name.lower().replace(' ', '-')}.example.com")
+
+
+async def login_auth(http: httpx.AsyncClient, email: str) -> dict[str, str]:
     response = await http.post("/admin/login", json={"email": email, "password": "secure123"})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import pymongo
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -79,6 +80,11 @@ class LifecycleManager:
         self.owner = uuid.uuid4().hex
         self.lease = timedelta(seconds=settings.LIFECYCLE_LEASE_SECONDS)
         self.fence = timedelta(milliseconds=settings.TENANT_REQUEST_TIMEOUT_MS) + FENCE_MARGIN
+        # Each run of steps is bounded as a whole (PyMongo CSOT, which also replaces the
+        # socket timeout: a renameCollection that copies data may take longer than one
+        # ordinary request). The default lease is longer, so a live owner is never overtaken.
+        self.step_timeout = max(settings.LIFECYCLE_LEASE_SECONDS,
+                                6 * settings.MONGODB_TIMEOUT_MS / 1000)
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- running steps ---------------------------------------------------------------
@@ -86,7 +92,11 @@ class LifecycleManager:
     async def _detached(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run `work` in its own task with a fresh context: a client that disconnects
         cannot cancel it half-way, and the tenant request's deadline does not apply."""
-        task = asyncio.get_running_loop().create_task(work(), context=contextvars.Context())
+        async def bounded() -> T:
+            with pymongo.timeout(self.step_timeout):
+                return await work()
+
+        task = asyncio.get_running_loop().create_task(bounded(), context=contextvars.Context())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return await asyncio.shield(task)
@@ -324,14 +334,15 @@ class LifecycleManager:
         if wait > 0:
             await asyncio.sleep(wait)
         org_id = op["organization_id"]
-        if op["kind"] == RENAME:
-            await self.collections.move(op["from_collection"], op["to_collection"])
-            await self.claims.release(op["from_slug"], org_id)
-            await self.journal.finish(op)
-        else:
-            await self.collections.drop(op["collection_name"])
-            await self.claims.release(op["slug"], org_id)
-            await self.journal.advance(op, phase=DONE, expires_at=utcnow() + DONE_KEPT)
+        with pymongo.timeout(self.step_timeout):
+            if op["kind"] == RENAME:
+                await self.collections.move(op["from_collection"], op["to_collection"])
+                await self.claims.release(op["from_slug"], org_id)
+                await self.journal.finish(op)
+            else:
+                await self.collections.drop(op["collection_name"])
+                await self.claims.release(op["slug"], org_id)
+                await self.journal.advance(op, phase=DONE, expires_at=utcnow() + DONE_KEPT)
 
     # -- recovery ------------------------------------------------------------------------
 

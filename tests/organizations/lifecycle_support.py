@@ -68,14 +68,15 @@ async def settled(db: Any, within: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def assert_consistent(db: Any, expected_counts: dict[str, int] | None = None) -> None:
+async def assert_consistent(db: Any, expected_counts: dict[str, int] | None = None,
+                            within: float = 15.0) -> None:
     """The lifecycle invariants, once nothing is in flight:
 
     every organization is active and resolves to exactly one existing collection, no two
     share one, no tenant collection belongs to nobody, each slug is claimed by its
     organization and nothing else is claimed, admins belong to live organizations, and
     each organization's collection holds exactly the documents acknowledged to it."""
-    await settled(db)
+    await settled(db, within)
     orgs = await db["organizations"].find({}).to_list(None)
     assert [o["state"] for o in orgs] == ["active"] * len(orgs), orgs
     collections = {name for name in await db.list_collection_names() if name.startswith("org_")}

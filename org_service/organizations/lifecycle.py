@@ -6,7 +6,7 @@ run. Whoever finds an operation whose lease has run out (startup recovery, the p
 sweep, or a retry of the same request) finishes it from its recorded phase:
 
 - create  started -> claimed -> collection -> (entry removed)         undone on failure
-- rename  started -> claimed -> fenced -> settling -> (entry removed) completed once claimed
+- rename  started -> fenced -> settling -> (entry removed)   completed once marked, else undone
 - delete  started -> fenced -> settling -> done (kept a day)          always completed
 
 Late writes: a tenant request resolves its collection name once and then has
@@ -123,31 +123,31 @@ class LifecycleManager:
                 "phase": phase, "owner": self.owner, "lease_until": now + self.lease,
                 "started_at": now, **fields}
 
-    async def _start(self, op: Document) -> None:
-        """Journal a new operation, first clearing a finished-but-settling one of the same
-        organization (a rename right after a rename); Busy when one is really in flight."""
+    async def _start(self, make_op: Callable[[Document], Document], org: Document
+                     ) -> tuple[Document, Document]:
+        """Journal a new operation on `org`: (the entry, the organization as it is now).
+
+        A previous operation of the organization that is settling is settled first; one
+        whose owner is gone is finished or undone first (so a retried request sees its
+        effect); Busy when one really is in flight."""
         for _ in range(3):
+            op = make_op(org)
             try:
                 await self.journal.start(op)
-                return
+                return op, org
             except DuplicateKeyError:
-                current = await self.journal.for_organization(op["organization_id"])
+                previous = await self.journal.for_organization(org["_id"])
+                if previous is not None:
+                    if previous["phase"] == SETTLING:
+                        await self._settle(previous)
+                    elif (previous["lease_until"] >= utcnow()
+                          or not await self.recover_one(previous)):
+                        raise Busy() from None
+                current = await self.organizations.get(org["_id"])
                 if current is None:
-                    continue
-                if current["phase"] != SETTLING:
                     raise Busy() from None
-                await self._settle(current)
+                org = current
         raise Busy()
-
-    async def _current(self, org: Document) -> Document:
-        """The organization as it is once an abandoned operation on it has been finished
-        (a retried request may carry what it looked like before)."""
-        if not await self.recover_if_abandoned(org["_id"]):
-            raise Busy()
-        current = await self.organizations.get(org["_id"])
-        if current is None:
-            raise Busy()
-        return current
 
     async def _claim(self, slug: str, organization_id: ObjectId) -> None:
         if await self.claims.claim(slug, organization_id):
@@ -221,20 +221,25 @@ class LifecycleManager:
 
     async def rename(self, org: Document, *, new_name: str, new_slug: str,
                      new_collection: str) -> Document:
+        def make_op(current: Document) -> Document:
+            return self._op(RENAME, current["_id"], STARTED,
+                            from_name=current["organization_name"], from_slug=current["slug"],
+                            from_collection=current["collection_name"], to_name=new_name,
+                            to_slug=new_slug, to_collection=new_collection)
+
         async def run() -> Document:
-            current = await self._current(org)
+            op, current = await self._start(make_op, org)
             if current["slug"] == new_slug:  # a retry: recovery already finished it
+                await self.journal.finish(op)
                 return current
-            op = self._op(RENAME, current["_id"], STARTED,
-                          from_name=current["organization_name"], from_slug=current["slug"],
-                          from_collection=current["collection_name"], to_name=new_name,
-                          to_slug=new_slug, to_collection=new_collection)
-            await self._start(op)
             try:
-                renamed = await self._rename_forward(op)
-            except NameTaken:
+                await self._claim(new_slug, current["_id"])
+            except BaseException:
                 await self._fail(op, self._abort_rename)
                 raise
+            try:
+                await self._mark(op)
+                renamed = await self._rename_finish(op)
             except BaseException:
                 await self._fail(op, self._complete_rename)
                 raise
@@ -243,34 +248,34 @@ class LifecycleManager:
 
         return await self._detached(run)
 
-    async def _rename_forward(self, op: Document) -> Document:
-        org_id = op["organization_id"]
-        if op["phase"] == STARTED:
-            await self._claim(op["to_slug"], org_id)
-            other = await self.organizations.get_by_slug(op["to_slug"], active_only=False)
-            if other is not None and other["_id"] != org_id:
-                raise NameTaken()
-            await self.journal.advance(op, phase=CLAIMED)
-        if op["phase"] == CLAIMED:
-            # From here the tenant's requests get 503 + Retry-After (see tenancy).
-            await self.organizations.update(org_id, {"state": RENAMING}, expect={"state": ACTIVE})
-            await self.journal.advance(op, phase=FENCED, settle_after=utcnow() + self.fence)
-        if op["phase"] == FENCED:
-            await self.collections.move(op["from_collection"], op["to_collection"])
-            if not await self.collections.exists(op["to_collection"]):
-                await self.collections.create(op["to_collection"])
-            await self.organizations.update(org_id, {
-                "organization_name": op["to_name"], "slug": op["to_slug"],
-                "collection_name": op["to_collection"], "state": ACTIVE})
-            await self.journal.advance(
-                op, phase=SETTLING, lease_until=op["settle_after"] + self.lease)
-        org = await self.organizations.get(org_id, active_only=False)
+    async def _mark(self, op: Document) -> None:
+        # From here the tenant's requests get 503 + Retry-After (see tenancy), and any that
+        # resolved the old name before has until settle_after to finish.
+        await self.organizations.update(
+            op["organization_id"], {"state": RENAMING}, expect={"state": ACTIVE})
+        await self.journal.advance(op, phase=FENCED, settle_after=utcnow() + self.fence)
+
+    async def _rename_finish(self, op: Document) -> Document:
+        if not await self.collections.move(op["from_collection"], op["to_collection"]) \
+                and not await self.collections.exists(op["to_collection"]):
+            await self.collections.create(op["to_collection"])  # it never had one
+        org = await self.organizations.update(op["organization_id"], {
+            "organization_name": op["to_name"], "slug": op["to_slug"],
+            "collection_name": op["to_collection"], "state": ACTIVE})
         if org is None:
             raise Conflict("The organization no longer exists")
         return org
 
     async def _complete_rename(self, op: Document) -> None:
-        await self._rename_forward(op)
+        """Roll forward once the organization was marked; before that, roll back."""
+        if op["phase"] == STARTED:
+            org = await self.organizations.get(op["organization_id"], active_only=False)
+            if org is None or org["state"] != RENAMING:
+                await self._abort_rename(op)
+                return
+            await self.journal.advance(op, phase=FENCED, settle_after=utcnow() + self.fence)
+        if op["phase"] == FENCED:
+            await self._rename_finish(op)
         self._settle_later(op)
 
     async def _abort_rename(self, op: Document) -> None:
@@ -284,13 +289,14 @@ class LifecycleManager:
     # -- delete ------------------------------------------------------------------------
 
     async def delete(self, org: Document, admin: Document) -> Document:
+        def make_op(current: Document) -> Document:
+            return self._op(DELETE, current["_id"], STARTED,
+                            name=current["organization_name"], slug=current["slug"],
+                            collection_name=current["collection_name"],
+                            admin_id=admin["_id"], admin_version=admin.get("token_version"))
+
         async def run() -> Document:
-            await self._current(org)
-            op = self._op(DELETE, org["_id"], STARTED,
-                          name=org["organization_name"], slug=org["slug"],
-                          collection_name=org["collection_name"],
-                          admin_id=admin["_id"], admin_version=admin.get("token_version"))
-            await self._start(op)
+            op, _ = await self._start(make_op, org)
             try:
                 await self._delete_forward(op)
             except BaseException:
@@ -311,8 +317,6 @@ class LifecycleManager:
             await self.collections.drop(op["collection_name"])
             await self.admins.delete_for(org_id)
             await self.organizations.delete(org_id)
-            await self.journal.advance(
-                op, phase=SETTLING, lease_until=op["settle_after"] + self.lease)
 
     async def _complete_delete(self, op: Document) -> None:
         await self._delete_forward(op)
@@ -330,6 +334,10 @@ class LifecycleManager:
         self._later(lambda: self._settle(op))
 
     async def _settle(self, op: Document) -> None:
+        if op["phase"] != SETTLING:
+            with pymongo.timeout(self.step_timeout):
+                await self.journal.advance(
+                    op, phase=SETTLING, lease_until=op["settle_after"] + self.lease)
         wait = (op["settle_after"] - utcnow()).total_seconds()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -358,10 +366,7 @@ class LifecycleManager:
         if taken["kind"] == CREATE:
             await self._undo_create(taken)
         elif taken["kind"] == RENAME:
-            if taken["phase"] == STARTED:
-                await self._abort_rename(taken)
-            else:
-                await self._complete_rename(taken)
+            await self._complete_rename(taken)
         else:
             await self._complete_delete(taken)
         return True

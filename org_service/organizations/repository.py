@@ -256,23 +256,21 @@ class TenantCollections:
             dropTarget=False,
         )
 
-    async def move(self, source: str, target: str) -> None:
-        """Idempotent move: afterwards `source` is gone and `target` holds what either held.
+    async def move(self, source: str, target: str) -> bool:
+        """Idempotent move: afterwards `source` is gone and `target` holds what either held;
+        False when there was no `source` (already moved).
 
         Normally one renameCollection. When both exist (a late write re-created `source`
         after the move: MongoDB creates collections on insert) the stragglers are folded
         into `target`, the later write winning, and `source` is dropped."""
-        if not await self.exists(source):
-            return
-        if not await self.exists(target):
-            try:
-                await self.rename(source, target)
-                return
-            except OperationFailure as exc:
-                if exc.code == NAMESPACE_NOT_FOUND:
-                    return
-                if exc.code != NAMESPACE_EXISTS:
-                    raise
+        try:
+            await self.rename(source, target)
+            return True
+        except OperationFailure as exc:
+            if exc.code == NAMESPACE_NOT_FOUND:
+                return False
+            if exc.code != NAMESPACE_EXISTS:
+                raise
         batch: list[ReplaceOne[Document]] = []
         async for doc in self.db[source].find({}):
             batch.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
@@ -282,6 +280,7 @@ class TenantCollections:
         if batch:
             await self.db[target].bulk_write(batch, ordered=False)
         await self.drop(source)
+        return True
 
     async def drop(self, name: str) -> None:
         await self.db.drop_collection(name)

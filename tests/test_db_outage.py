@@ -87,12 +87,13 @@ async def test_outage_answers_503_and_the_api_recovers_by_itself(
                 await asyncio.sleep(0.2)
             assert (await app.http.get("/ready")).status_code == 200
 
-            # The sweep finishes the interrupted rename by itself, nothing acknowledged is
+            # The sweep completes or undoes the interrupted rename by itself (undoes: the
+            # database died before the organization was marked); nothing acknowledged is
             # lost (the one write in flight at the crash may or may not have landed).
             await settled(inspector["outage"], within=60)
             org = await inspector["outage"]["organizations"].find_one({})
-            assert org["collection_name"] == "org_zenith"
-            landed = await inspector["outage"]["org_zenith"].count_documents({})
+            assert org["collection_name"] in ("org_acme", "org_zenith")
+            landed = await inspector["outage"][org["collection_name"]].count_documents({})
             assert acked <= landed <= acked + 1
             await assert_consistent(inspector["outage"], {org_id: landed})
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from fastapi import APIRouter
 from pymongo import AsyncMongoClient
 
 from org_service.main import create_app
@@ -29,9 +30,12 @@ class Running:
 
 
 @asynccontextmanager
-async def running(settings: Any) -> AsyncIterator[Running]:
-    """An app instance with its own client, lifespan (startup recovery) and HTTP client."""
+async def running(settings: Any, extra: APIRouter | None = None) -> AsyncIterator[Running]:
+    """An app instance with its own client, lifespan (startup recovery) and HTTP client
+    (plus the routes of `extra`, for probing what a tenant route may do)."""
     app = create_app(settings)
+    if extra is not None:
+        app.include_router(extra)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:

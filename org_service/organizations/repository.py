@@ -203,7 +203,8 @@ class IdempotencyKeys:
                 "created_at": utcnow()})
             return None
         except DuplicateKeyError:
-            return await self.collection.find_one({"_id": key}) or {"state": "gone"}
+            # None only if it vanished in between (its request failed): "still running".
+            return await self.collection.find_one({"_id": key}) or {"state": "pending"}
 
     async def take_over(self, key: str, *, now: datetime, lease_until: datetime
                         ) -> Document | None:

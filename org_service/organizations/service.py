@@ -4,6 +4,7 @@ Create, rename and delete run as journaled operations (see lifecycle.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -11,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from bson import ObjectId
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from org_service.admins.repository import AdminRepository
 from org_service.db import Document, utcnow
@@ -107,7 +108,7 @@ class OrganizationService:
                                       organization_id=organization_id,
                                       lease_until=utcnow() + self.lifecycle.lease)
         if known is not None:
-            if known.get("fingerprint") != fingerprint:
+            if known.get("fingerprint", fingerprint) != fingerprint:
                 raise Unprocessable("This Idempotency-Key was used with a different request body")
             if known["state"] == "done":
                 return OrganizationCreated.model_validate(known["body"])
@@ -124,7 +125,10 @@ class OrganizationService:
         try:
             created = await self._create(data, organization_id)
         except BaseException:
-            await self.keys.abandon(key)  # only successes are replayed; a retry runs again
+            # Only successes are replayed: a retry runs again (if the database is down now,
+            # the key is adopted by the first retry once its lease has run out).
+            with contextlib.suppress(PyMongoError):
+                await self.keys.abandon(key)
             raise
         await self.keys.complete(key, status=201, body=created.model_dump(mode="json"))
         return created

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from org_service.admins.repository import AdminRepository
 from org_service.admins.schemas import AdminPublic, LoginResponse
-from org_service.errors import Unauthorized
-from org_service.organizations.repository import OrganizationRepository
+from org_service.errors import TenantBusy, Unauthorized
+from org_service.organizations.repository import RENAMING, VISIBLE, OrganizationRepository
 from org_service.organizations.service import public
 from org_service.security import PasswordHasher, TokenCodec
 from org_service.tenancy import TenantContext
@@ -25,9 +25,12 @@ class AdminService:
         admin = await self.admins.get_by_email(email)
         # An unknown email is checked against a dummy hash, so both failures take as long.
         valid = await self.hasher.verify(password, admin["password_hash"] if admin else None)
-        org = await self.organizations.get(admin["organization_id"]) if admin else None
-        if not valid or admin is None or org is None:
+        org = (await self.organizations.get(admin["organization_id"], active_only=False)
+               if admin else None)
+        if not valid or admin is None or org is None or org["state"] not in VISIBLE:
             raise Unauthorized(INVALID_LOGIN)
+        if org["state"] == RENAMING:  # a moment: the organization is moving collections
+            raise TenantBusy(str(org["_id"]))
         token = self.tokens.issue(admin_id=str(admin["_id"]), organization_id=str(org["_id"]),
                                   version=admin["token_version"], role=admin["role"])
         return LoginResponse(

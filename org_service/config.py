@@ -28,6 +28,17 @@ class Settings(BaseSettings):
     MONGODB_TIMEOUT_MS: int = Field(default=5000, ge=100, le=60_000)
     RETRY_AFTER_SECONDS: int = Field(default=5, ge=1, le=300)
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
+    # Deadline of every database operation of a tenant request. A rename or delete waits
+    # this long (after marking the organization) before it folds back or drops any straggler
+    # collection a request that resolved the old name may have re-created; it runs after the
+    # response, so it costs the caller nothing.
+    TENANT_REQUEST_TIMEOUT_MS: int = Field(default=3000, ge=50, le=60_000)
+    # How long a lifecycle operation (create/rename/delete) belongs to the process running
+    # it; after that, startup recovery or the periodic sweep finishes or undoes it.
+    LIFECYCLE_LEASE_SECONDS: float = Field(default=60, gt=0, le=3600)
+    LIFECYCLE_SWEEP_SECONDS: float = Field(default=10, gt=0, le=3600)
+    # How long an Idempotency-Key of POST /org/create is remembered.
+    IDEMPOTENCY_KEY_TTL_SECONDS: int = Field(default=24 * 3600, ge=60)
 
     # Login throttling, shared by every API process through MongoDB: after this many failed
     # logins for one email (or from one client address) within the window, further attempts

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from org_service.audit.service import AuditLog
     from org_service.config import Settings
     from org_service.db import Mongo
+    from org_service.organizations.lifecycle import LifecycleManager
     from org_service.organizations.repository import (
         OrganizationRepository,
         TenantCollections,
@@ -32,6 +33,7 @@ class Services:
     organizations: OrganizationRepository
     admins: AdminRepository
     collections: TenantCollections
+    lifecycle: LifecycleManager
     organization_service: OrganizationService
     admin_service: AdminService
     login_failures: LoginFailureRepository

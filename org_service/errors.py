@@ -100,6 +100,15 @@ class ServiceUnavailable(ServiceError):
         super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
 
 
+class TenantBusy(ServiceUnavailable):
+    """The organization is being renamed: its requests wait (retry) until the move is over."""
+
+    def __init__(self, organization_id: str, *, retry_after: int = 1) -> None:
+        super().__init__("The organization is being renamed; retry shortly",
+                         retry_after=retry_after)
+        self.organization_id = organization_id
+
+
 def responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for a route: each error it may raise, with the shared body."""
     documented: dict[int | str, dict[str, Any]] = {

@@ -28,7 +28,14 @@ from org_service.deps import Services
 from org_service.embedded import EmbeddedMongo
 from org_service.errors import install_error_handlers
 from org_service.organizations import endpoints as organization_endpoints
-from org_service.organizations.repository import OrganizationRepository, TenantCollections
+from org_service.organizations.lifecycle import LifecycleManager
+from org_service.organizations.repository import (
+    IdempotencyKeys,
+    LifecycleJournal,
+    OrganizationRepository,
+    SlugClaims,
+    TenantCollections,
+)
 from org_service.organizations.service import OrganizationService
 from org_service.pagination import CursorCodec
 from org_service.records import endpoints as record_endpoints
@@ -49,6 +56,9 @@ def build_services(settings: Settings, mongo: Mongo) -> Services:
     throttle = LoginThrottle(login_failures, settings)
     # One signing key for every pagination cursor (records, audit).
     cursors = CursorCodec(settings.JWT_SECRET_KEY.get_secret_value().encode())
+    lifecycle = LifecycleManager(
+        journal=LifecycleJournal(mongo.master), claims=SlugClaims(mongo.master),
+        organizations=organizations, admins=admins, collections=collections, settings=settings)
     return Services(
         settings=settings,
         mongo=mongo,
@@ -57,8 +67,12 @@ def build_services(settings: Settings, mongo: Mongo) -> Services:
         organizations=organizations,
         admins=admins,
         collections=collections,
+        lifecycle=lifecycle,
         organization_service=OrganizationService(
-            organizations=organizations, admins=admins, collections=collections, hasher=hasher),
+            organizations=organizations, admins=admins, lifecycle=lifecycle,
+            keys=IdempotencyKeys(mongo.master, settings.IDEMPOTENCY_KEY_TTL_SECONDS),
+            hasher=hasher,
+            fingerprint_secret=settings.JWT_SECRET_KEY.get_secret_value().encode()),
         admin_service=AdminService(admins=admins, organizations=organizations, hasher=hasher,
                                    tokens=tokens, throttle=throttle),
         login_failures=login_failures,
@@ -76,17 +90,38 @@ async def prepare_database(services: Services) -> None:
     await services.admins.ensure_indexes()
     await services.login_failures.ensure_indexes()
     await services.audit.repository.ensure_indexes()
+    await services.lifecycle.journal.ensure_indexes()
+    await services.organization_service.keys.ensure_indexes()
+    # Organizations from before slug claims existed get theirs (idempotent).
+    for org in await services.organizations.all_slugs():
+        await services.lifecycle.claims.adopt(org["slug"], org["_id"])
 
 
-async def _prepare_until_done(services: Services, retry_seconds: float) -> None:
-    # The API starts even when the database is down (answering 503) and catches up later.
+async def sweep(services: Services) -> None:
+    """Finish or undo lifecycle operations whose process died. (Idempotency keys of a
+    create that died stay pending until a retry adopts them or their TTL removes them.)"""
+    handled = await services.lifecycle.recover()
+    if handled:
+        log.warning("recovered %d interrupted lifecycle operation(s)", handled)
+
+
+async def _maintain(services: Services, ready: asyncio.Event) -> None:
+    # The API starts even when the database is down (answering 503) and catches up later:
+    # indexes, then recovery of interrupted operations, then a periodic sweep.
+    settings = services.settings
+    prepared = False
     while True:
         try:
-            await prepare_database(services)
-            return
+            if not prepared:
+                await prepare_database(services)
+                prepared = True
+            await sweep(services)
+            ready.set()
+            await asyncio.sleep(settings.LIFECYCLE_SWEEP_SECONDS)
         except PyMongoError as exc:
-            log.warning("database not ready (%s); retrying in %ss", exc, retry_seconds)
-            await asyncio.sleep(retry_seconds)
+            log.warning("database not ready (%s); retrying in %ss", exc,
+                        settings.RETRY_AFTER_SECONDS)
+            await asyncio.sleep(settings.RETRY_AFTER_SECONDS)
 
 
 class OrgServiceAPI(FastAPI):
@@ -111,14 +146,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mongo = Mongo(create_client(url, settings), settings.MASTER_DB_NAME)
         services = build_services(settings, mongo)
         app.state.services = services
-        preparing = asyncio.create_task(
-            _prepare_until_done(services, settings.RETRY_AFTER_SECONDS))
+        recovered = asyncio.Event()
+        maintaining = asyncio.create_task(_maintain(services, recovered))
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(preparing), settings.MONGODB_TIMEOUT_MS / 1000)
+            await asyncio.wait_for(recovered.wait(), settings.MONGODB_TIMEOUT_MS / 1000)
         try:
             yield
         finally:
-            preparing.cancel()
+            maintaining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintaining
+            await services.lifecycle.close()
             await mongo.close()
             if embedded is not None:
                 embedded.stop()

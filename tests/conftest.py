@@ -21,6 +21,9 @@ os.environ.setdefault("JWT_SECRET_KEY", secrets.token_urlsafe(48))
 os.environ.setdefault("BCRYPT_ROUNDS", "4")
 os.environ.setdefault("MASTER_DB_NAME", "org_service_test")
 os.environ.setdefault("MONGODB_TIMEOUT_MS", "3000")
+# Room for a 1,000-record bulk write on a loaded 2-core machine; lifecycle tests that need
+# the fence short run apps of their own with their own settings.
+os.environ.setdefault("TENANT_REQUEST_TIMEOUT_MS", "8000")
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +73,9 @@ async def clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         yield
         return
     master = request.getfixturevalue("master")
+    # A rename of the previous test settles in the background; it must not act on the
+    # fresh data of this one (in production the old name stays claimed until it settles).
+    await request.getfixturevalue("services").lifecycle.close()
     for name in await master.list_collection_names():
         if name.startswith("org_"):
             await master.drop_collection(name)

@@ -6,8 +6,8 @@ from org_service.admins.repository import AdminRepository
 from org_service.admins.schemas import AdminPublic, LoginResponse
 from org_service.admins.throttle import LoginThrottle
 from org_service.audit.service import Auditor
-from org_service.errors import TooManyRequests, Unauthorized
-from org_service.organizations.repository import OrganizationRepository
+from org_service.errors import TenantBusy, TooManyRequests, Unauthorized
+from org_service.organizations.repository import RENAMING, VISIBLE, OrganizationRepository
 from org_service.organizations.service import public
 from org_service.security import PasswordHasher, TokenCodec
 from org_service.tenancy import TenantContext
@@ -36,14 +36,17 @@ class AdminService:
         admin = await self.admins.get_by_email(email)
         # An unknown email is checked against a dummy hash, so both failures take as long.
         valid = await self.hasher.verify(password, admin["password_hash"] if admin else None)
-        org = await self.organizations.get(admin["organization_id"]) if admin else None
-        if not valid or admin is None or org is None:
+        org = (await self.organizations.get(admin["organization_id"], active_only=False)
+               if admin else None)
+        if not valid or admin is None or org is None or org["state"] not in VISIBLE:
             await auditor.record(
                 "admin.login", "failure", target=email, reason=Unauthorized.code,
                 admin_id=admin["_id"] if admin else None,
                 organization_id=admin["organization_id"] if admin else None)
             raise Unauthorized(INVALID_LOGIN)
         await self.throttle.succeeded(keys)
+        if org["state"] == RENAMING:  # a moment: the organization is moving collections
+            raise TenantBusy(str(org["_id"]))
         await auditor.record("admin.login", "success", target=email, admin_id=admin["_id"],
                              organization_id=org["_id"])
         token = self.tokens.issue(admin_id=str(admin["_id"]), organization_id=str(org["_id"]),

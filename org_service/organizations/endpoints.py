@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Header, status
 
 from org_service.audit.service import AuditEvent, CurrentAuditor
 from org_service.deps import ServicesDep
 from org_service.errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
@@ -12,6 +15,7 @@ from org_service.errors import (
     Unauthorized,
     responses,
 )
+from org_service.organizations.access import DeleteTargetDep, LifecycleTenant
 from org_service.organizations.schemas import (
     OrganizationCreate,
     OrganizationCreated,
@@ -21,20 +25,27 @@ from org_service.organizations.schemas import (
     OrganizationPublic,
     OrganizationUpdate,
 )
+from org_service.organizations.service import DeleteTarget, idempotency_key
 from org_service.strict_json import StrictJSONRoute
-from org_service.tenancy import CurrentTenant, TenantContext
+from org_service.tenancy import TenantContext
 
 router = APIRouter(prefix="/org", tags=["Organizations"], route_class=StrictJSONRoute)
 
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key",
+    description="Replaying a key with the same body returns the first response; "
+                "with another body: 422")]
+
 
 @router.post("/create", status_code=status.HTTP_201_CREATED, response_model=OrganizationCreated,
-             responses=responses(Conflict, PayloadTooLarge))
+             responses=responses(BadRequest, Conflict, PayloadTooLarge))
 async def create_organization(body: OrganizationCreate, services: ServicesDep,
-                              auditor: CurrentAuditor) -> OrganizationCreated:
+                              auditor: CurrentAuditor, key: IdempotencyKey = None
+                              ) -> OrganizationCreated:
     """Create an organization, its first admin and its own collection `org_<slug>`."""
     async with auditor.action("organization.create",
                               AuditEvent(target=body.organization_name)) as event:
-        created = await services.organization_service.create(body)
+        created = await services.organization_service.create(body, idempotency_key(key))
         event.organization_id = created.id
     return created
 
@@ -47,7 +58,7 @@ async def get_organization(body: OrganizationLookup, services: ServicesDep) -> O
 
 @router.put("/update", response_model=OrganizationPublic,
             responses=responses(Unauthorized, Forbidden, Conflict))
-async def update_organization(body: OrganizationUpdate, tenant: CurrentTenant,
+async def update_organization(body: OrganizationUpdate, tenant: LifecycleTenant,
                               services: ServicesDep, auditor: CurrentAuditor
                               ) -> OrganizationPublic:
     """Rename the caller's organization (its collection moves with it) and/or change the
@@ -62,16 +73,26 @@ async def update_organization(body: OrganizationUpdate, tenant: CurrentTenant,
 
 
 @router.delete("/delete", response_model=OrganizationDeleted,
-               responses=responses(Unauthorized, Forbidden))
-async def delete_organization(body: OrganizationDelete, tenant: CurrentTenant,
+               responses=responses(Unauthorized, Forbidden, Conflict))
+async def delete_organization(body: OrganizationDelete, target: DeleteTargetDep,
                               services: ServicesDep, auditor: CurrentAuditor
                               ) -> OrganizationDeleted:
-    """Delete the caller's organization: its collection, its admins and itself."""
-    async with auditor.action("organization.delete", _event(tenant, body.organization_name)):
-        return await services.organization_service.delete(tenant, body.organization_name)
+    """Delete the caller's organization: its collection, its admins and itself. Repeating
+    it with the same token answers the same 200 (for a day)."""
+    async with auditor.action("organization.delete", _delete_event(target,
+                                                                   body.organization_name)):
+        return await services.organization_service.delete(target, body.organization_name)
 
 
 def _event(tenant: TenantContext, named: str) -> AuditEvent:
     # The target is the name the caller gave: for a refused attempt, the other organization.
     return AuditEvent(admin_id=tenant.admin_id, organization_id=tenant.organization_id,
+                      target=named)
+
+
+def _delete_event(target: DeleteTarget, named: str) -> AuditEvent:
+    if target.tenant is not None:
+        return _event(target.tenant, named)
+    op = target.finished or {}
+    return AuditEvent(admin_id=op.get("admin_id"), organization_id=op.get("organization_id"),
                       target=named)

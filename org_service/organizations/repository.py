@@ -3,17 +3,22 @@ database and the tenant collections it points to."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import CollectionInvalid, OperationFailure
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
 from org_service.db import Document, utcnow
 
 ACTIVE = "active"
+CREATING, RENAMING, DELETING = "creating", "renaming", "deleting"
+# States in which an organization can be looked up by name (a rename is brief and visible).
+VISIBLE = (ACTIVE, RENAMING)
+FOLD_BATCH = 500
 # Default indexes of every tenant collection, created with it (records are addressed by
 # kind + id and listed by kind + creation time).
 TENANT_INDEXES: list[tuple[list[tuple[str, int]], dict[str, Any]]] = [
@@ -44,9 +49,11 @@ class OrganizationRepository:
             "collection_name", unique=True, name="collection_name_unique"
         )
 
-    async def insert(self, *, name: str, slug: str, collection_name: str, state: str) -> Document:
+    async def insert(self, *, name: str, slug: str, collection_name: str, state: str,
+                     organization_id: ObjectId | None = None) -> Document:
         now = utcnow()
         doc: Document = {
+            "_id": organization_id or ObjectId(),
             "organization_name": name,
             "slug": slug,
             "collection_name": collection_name,
@@ -90,6 +97,129 @@ class OrganizationRepository:
     async def count_active(self) -> int:
         return await self.collection.count_documents({"state": ACTIVE})
 
+    async def all_slugs(self) -> list[Document]:
+        return await self.collection.find({}, {"slug": 1}).to_list(None)
+
+
+class SlugClaims:
+    """`slug_claims`: one document per slug in use or reserved (`_id` = slug).
+
+    The single arbiter of names: a create claims its slug, a rename claims the new slug
+    before it moves anything and keeps the old one until it has settled, a delete releases
+    its slug last. Whoever inserts the claim first owns the name; everyone else gets 409."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.collection = db["slug_claims"]
+
+    async def claim(self, slug: str, organization_id: ObjectId) -> bool:
+        """True when the slug is (now, or already was) this organization's."""
+        try:
+            await self.collection.insert_one(
+                {"_id": slug, "organization_id": organization_id, "claimed_at": utcnow()})
+            return True
+        except DuplicateKeyError:
+            holder = await self.owner(slug)
+            return holder is not None and holder["organization_id"] == organization_id
+
+    async def adopt(self, slug: str, organization_id: ObjectId) -> None:
+        """Claim the slug of an organization created before claims existed (startup)."""
+        await self.collection.update_one(
+            {"_id": slug},
+            {"$setOnInsert": {"organization_id": organization_id, "claimed_at": utcnow()}},
+            upsert=True)
+
+    async def owner(self, slug: str) -> Document | None:
+        return await self.collection.find_one({"_id": slug})
+
+    async def release(self, slug: str, organization_id: ObjectId) -> None:
+        await self.collection.delete_one({"_id": slug, "organization_id": organization_id})
+
+
+class LifecycleJournal:
+    """`lifecycle_ops`: the durable journal of in-flight creates, renames and deletes.
+
+    One operation per organization at a time (unique index): the second concurrent rename
+    or delete of an organization fails to insert its entry and gets 409. Finished deletes
+    stay (phase "done") until `expires_at`, so a repeated delete can be answered."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.collection = db["lifecycle_ops"]
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index(
+            "organization_id", unique=True, name="one_op_per_organization")
+        await self.collection.create_index("lease_until", name="lease")
+        await self.collection.create_index("expires_at", expireAfterSeconds=0, name="expiry")
+
+    async def start(self, op: Document) -> None:
+        """Raises DuplicateKeyError when the organization already has an operation."""
+        await self.collection.insert_one(op)
+
+    async def get(self, op_id: ObjectId) -> Document | None:
+        return await self.collection.find_one({"_id": op_id})
+
+    async def for_organization(self, organization_id: ObjectId) -> Document | None:
+        return await self.collection.find_one({"organization_id": organization_id})
+
+    async def advance(self, op: Document, **changes: Any) -> None:
+        """Record progress, in the database and in `op`."""
+        await self.collection.update_one({"_id": op["_id"]}, {"$set": changes})
+        op.update(changes)
+
+    async def acquire(self, op_id: ObjectId, *, owner: str, now: datetime,
+                      lease_until: datetime) -> Document | None:
+        """Take over an operation whose lease has run out; None if someone else holds it."""
+        return await self.collection.find_one_and_update(
+            {"_id": op_id, "phase": {"$ne": "done"}, "lease_until": {"$lt": now}},
+            {"$set": {"owner": owner, "lease_until": lease_until}},
+            return_document=ReturnDocument.AFTER)
+
+    async def stale(self, now: datetime) -> list[Document]:
+        return await self.collection.find(
+            {"phase": {"$ne": "done"}, "lease_until": {"$lt": now}}).to_list(None)
+
+    async def finish(self, op: Document) -> None:
+        await self.collection.delete_one({"_id": op["_id"]})
+
+
+class IdempotencyKeys:
+    """`idempotency_keys`: what a create sent with an Idempotency-Key answered (TTL)."""
+
+    def __init__(self, db: AsyncDatabase[Document], ttl_seconds: int) -> None:
+        self.collection = db["idempotency_keys"]
+        self.ttl_seconds = ttl_seconds
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index(
+            "created_at", expireAfterSeconds=self.ttl_seconds, name="ttl")
+
+    async def begin(self, key: str, *, fingerprint: str, organization_id: ObjectId,
+                    lease_until: datetime) -> Document | None:
+        """Reserve the key for this request; the existing record if the key is known."""
+        try:
+            await self.collection.insert_one({
+                "_id": key, "fingerprint": fingerprint, "state": "pending",
+                "organization_id": organization_id, "lease_until": lease_until,
+                "created_at": utcnow()})
+            return None
+        except DuplicateKeyError:
+            # None only if it vanished in between (its request failed): "still running".
+            return await self.collection.find_one({"_id": key}) or {"state": "pending"}
+
+    async def take_over(self, key: str, *, now: datetime, lease_until: datetime
+                        ) -> Document | None:
+        """Adopt a pending key whose request died (its lease ran out)."""
+        return await self.collection.find_one_and_update(
+            {"_id": key, "state": "pending", "lease_until": {"$lt": now}},
+            {"$set": {"lease_until": lease_until}}, return_document=ReturnDocument.AFTER)
+
+    async def complete(self, key: str, *, status: int, body: Document) -> None:
+        await self.collection.update_one(
+            {"_id": key}, {"$set": {"state": "done", "status": status, "body": body}})
+
+    async def abandon(self, key: str) -> None:
+        await self.collection.delete_one({"_id": key, "state": "pending"})
+
 
 class TenantCollections:
     """Create, move and drop the per-organization collections."""
@@ -127,8 +257,37 @@ class TenantCollections:
             dropTarget=False,
         )
 
+    async def move(self, source: str, target: str) -> bool:
+        """Idempotent move: afterwards `source` is gone and `target` holds what either held;
+        False when there was no `source` (already moved).
+
+        Normally one renameCollection. When both exist (a late write re-created `source`
+        after the move: MongoDB creates collections on insert) the stragglers are folded
+        into `target`, the later write winning, and `source` is dropped."""
+        try:
+            await self.rename(source, target)
+            return True
+        except OperationFailure as exc:
+            if exc.code == NAMESPACE_NOT_FOUND:
+                return False
+            if exc.code != NAMESPACE_EXISTS:
+                raise
+        batch: list[ReplaceOne[Document]] = []
+        async for doc in self.db[source].find({}):
+            batch.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
+            if len(batch) >= FOLD_BATCH:
+                await self.db[target].bulk_write(batch, ordered=False)
+                batch = []
+        if batch:
+            await self.db[target].bulk_write(batch, ordered=False)
+        await self.drop(source)
+        return True
+
     async def drop(self, name: str) -> None:
         await self.db.drop_collection(name)
+
+    async def tenant_names(self) -> list[str]:
+        return await self.db.list_collection_names(filter={"name": {"$regex": "^org_"}})
 
     async def count(self, name: str) -> int:
         return await self.db[name].count_documents({})

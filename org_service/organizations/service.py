@@ -1,21 +1,28 @@
-"""The rules of an organization's life: create, look up, rename, change credentials, delete."""
+"""The rules of an organization's life: create, look up, rename, change credentials, delete.
+
+Create, rename and delete run as journaled operations (see lifecycle.py)."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
 import logging
+from dataclasses import dataclass
 
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from bson import ObjectId
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from org_service.admins.repository import AdminRepository
-from org_service.db import Document
-from org_service.errors import Conflict, Forbidden, NotFound
+from org_service.db import Document, utcnow
+from org_service.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from org_service.naming import collection_for, slug_of
+from org_service.organizations.lifecycle import Busy, LifecycleManager, NameTaken
 from org_service.organizations.repository import (
-    ACTIVE,
-    NAMESPACE_EXISTS,
+    VISIBLE,
+    IdempotencyKeys,
     OrganizationRepository,
-    TenantCollections,
 )
 from org_service.organizations.schemas import (
     OrganizationCreate,
@@ -28,7 +35,7 @@ from org_service.security import PasswordHasher
 from org_service.tenancy import TenantContext
 
 log = logging.getLogger(__name__)
-CREATING, DELETING = "creating", "deleting"
+IDEMPOTENCY_KEY_MAX = 255
 
 
 def public(org: Document) -> OrganizationPublic:
@@ -49,78 +56,141 @@ def _email_taken() -> Conflict:
     return Conflict("This email is already used by another admin")
 
 
+def _busy() -> Conflict:
+    return Conflict("Another rename or delete of this organization is in progress")
+
+
+def idempotency_key(header: str | None) -> str | None:
+    """The key of an `Idempotency-Key` header: an RFC 8941 string ("...") or a bare token."""
+    if header is None:
+        return None
+    key = header.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not all(" " <= c <= "~" for c in key):
+        raise BadRequest(f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable ASCII "
+                         "characters")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTarget:
+    """Who a delete acts for: a live tenant, or the journal entry of a delete it already
+    made (its admin is gone, so a repeated delete is answered from the journal)."""
+
+    tenant: TenantContext | None = None
+    finished: Document | None = None
+
+
 class OrganizationService:
     def __init__(self, *, organizations: OrganizationRepository, admins: AdminRepository,
-                 collections: TenantCollections, hasher: PasswordHasher) -> None:
+                 lifecycle: LifecycleManager, keys: IdempotencyKeys, hasher: PasswordHasher,
+                 fingerprint_secret: bytes) -> None:
         self.organizations = organizations
         self.admins = admins
-        self.collections = collections
+        self.lifecycle = lifecycle
+        self.keys = keys
         self.hasher = hasher
+        self._fingerprint_secret = fingerprint_secret
 
-    async def create(self, data: OrganizationCreate) -> OrganizationCreated:
+    def _fingerprint(self, data: OrganizationCreate) -> str:
+        # Keyed, because the body holds a password and the record outlives the request.
+        canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()
+        return hmac.new(self._fingerprint_secret, canonical, hashlib.sha256).hexdigest()
+
+    async def create(self, data: OrganizationCreate, key: str | None = None
+                     ) -> OrganizationCreated:
+        if key is None:
+            return await self._create(data, ObjectId())
+        fingerprint = self._fingerprint(data)
+        organization_id = ObjectId()
+        known = await self.keys.begin(key, fingerprint=fingerprint,
+                                      organization_id=organization_id,
+                                      lease_until=utcnow() + self.lifecycle.lease)
+        if known is not None:
+            if known.get("fingerprint", fingerprint) != fingerprint:
+                raise Unprocessable("This Idempotency-Key was used with a different request body")
+            if known["state"] == "done":
+                return OrganizationCreated.model_validate(known["body"])
+            now = utcnow()
+            adopted = await self.keys.take_over(key, now=now,
+                                                lease_until=now + self.lifecycle.lease)
+            if adopted is None:
+                raise Conflict("A request with this Idempotency-Key is still being processed")
+            organization_id = adopted["organization_id"]
+            earlier = await self._created_earlier(organization_id)
+            if earlier is not None:  # the first request created it but died answering
+                await self.keys.complete(key, status=201, body=earlier.model_dump(mode="json"))
+                return earlier
+        try:
+            created = await self._create(data, organization_id)
+        except BaseException:
+            # Only successes are replayed: a retry runs again (if the database is down now,
+            # the key is adopted by the first retry once its lease has run out).
+            with contextlib.suppress(PyMongoError):
+                await self.keys.abandon(key)
+            raise
+        await self.keys.complete(key, status=201, body=created.model_dump(mode="json"))
+        return created
+
+    async def _created_earlier(self, organization_id: ObjectId) -> OrganizationCreated | None:
+        org = await self.organizations.get(organization_id)
+        admin = await self.admins.first_of(organization_id) if org else None
+        if org is None or admin is None:
+            return None
+        return _created(org, admin)
+
+    async def _create(self, data: OrganizationCreate, organization_id: ObjectId
+                      ) -> OrganizationCreated:
         name, email = data.organization_name, str(data.email)
         slug = slug_of(name)
-        collection_name = collection_for(slug)
         # Hash first: nothing is written until the slow, failure-free part is done.
         password_hash = await self.hasher.hash(data.password)
         if await self.admins.get_by_email(email):
             raise _email_taken()
         try:
-            # The unique slug index decides races: of N identical creates exactly one inserts.
-            org = await self.organizations.insert(
-                name=name, slug=slug, collection_name=collection_name, state=CREATING)
-        except DuplicateKeyError:
+            org, admin = await self.lifecycle.create(
+                organization_id=organization_id, name=name, slug=slug,
+                collection_name=collection_for(slug), email=email,
+                password_hash=password_hash)
+        except NameTaken:
             raise _name_taken(name) from None
-        created_collection = False
-        try:
-            try:
-                admin = await self.admins.insert(
-                    email=email, password_hash=password_hash, organization_id=org["_id"])
-            except DuplicateKeyError:
+        except DuplicateKeyError as exc:
+            if "email" in str(exc):
                 raise _email_taken() from None
-            created_collection = await self.collections.create(collection_name)
-            if not created_collection:
-                raise Conflict(f"The collection '{collection_name}' already exists")
-            org = await self.organizations.update(
-                org["_id"], {"admin_user_id": str(admin["_id"]), "state": ACTIVE}) or org
-        except BaseException:
-            await asyncio.shield(self._undo_create(org, created_collection))
-            raise
-        return OrganizationCreated(
-            id=str(org["_id"]),
-            organization_name=org["organization_name"],
-            collection_name=org["collection_name"],
-            admin_email=admin["email"],
-            created_at=org["created_at"],
-        )
-
-    async def _undo_create(self, org: Document, created_collection: bool) -> None:
-        try:
-            await self.admins.delete_for(org["_id"])
-            if created_collection:
-                await self.collections.drop(org["collection_name"])
-            await self.organizations.delete(org["_id"])
-        except Exception:  # the organization stays in state "creating", invisible
-            log.exception("could not undo a failed create of %s", org["collection_name"])
+            raise _name_taken(name) from None
+        return _created(org, admin)
 
     async def get(self, name: str) -> OrganizationPublic:
-        org = await self.organizations.get_by_slug(slug_of(name))
-        if org is None:
+        org = await self.organizations.get_by_slug(slug_of(name), active_only=False)
+        if org is None or org["state"] not in VISIBLE:
             raise NotFound(f"Organization '{name}' not found")
         return public(org)
 
     async def update(self, tenant: TenantContext, data: OrganizationUpdate) -> OrganizationPublic:
         org = tenant.organization
-        self._require_own(tenant, data.old_organization_name)
         new_name = data.new_organization_name
         new_slug = slug_of(new_name)
+        # A retry of a rename that already happened (perhaps finished by recovery) names
+        # the old name; it succeeds without moving anything again.
+        already_renamed = (new_slug == org["slug"]
+                           and slug_of(data.old_organization_name) != org["slug"])
+        if not already_renamed:
+            self._require_own(tenant, data.old_organization_name)
         password_hash = await self.hasher.hash(data.password) if data.password else None
         if data.email is not None:
             holder = await self.admins.get_by_email(str(data.email))
             if holder is not None and holder["_id"] != tenant.admin["_id"]:
                 raise _email_taken()
         if new_slug != org["slug"]:
-            org = await self._rename(org, new_name, new_slug)
+            try:
+                org = await self.lifecycle.rename(
+                    org, new_name=new_name, new_slug=new_slug,
+                    new_collection=collection_for(new_slug))
+            except NameTaken:
+                raise _name_taken(new_name) from None
+            except Busy:
+                raise _busy() from None
         elif new_name != org["organization_name"]:
             org = await self.organizations.update(
                 org["_id"], {"organization_name": new_name}) or org
@@ -135,41 +205,37 @@ class OrganizationService:
                 raise _email_taken() from None
         return public(org)
 
-    async def _rename(self, org: Document, new_name: str, new_slug: str) -> Document:
-        target = collection_for(new_slug)
-        if await self.organizations.get_by_slug(new_slug, active_only=False):
-            raise _name_taken(new_name)
-        try:
-            await self.collections.rename(org["collection_name"], target)
-        except OperationFailure as exc:
-            if exc.code == NAMESPACE_EXISTS:
-                raise Conflict(f"The collection '{target}' already exists") from None
-            raise
-        try:
-            updated = await self.organizations.update(
-                org["_id"],
-                {"organization_name": new_name, "slug": new_slug, "collection_name": target},
-            )
-        except DuplicateKeyError:
-            await self.collections.rename(target, org["collection_name"])
-            raise _name_taken(new_name) from None
-        return updated or org
-
-    async def delete(self, tenant: TenantContext, name: str) -> OrganizationDeleted:
-        org = tenant.organization
-        self._require_own(tenant, name)
-        # Invisible first: from here no token of this organization resolves.
-        await self.organizations.update(org["_id"], {"state": DELETING})
-        await self.collections.drop(org["collection_name"])
-        await self.admins.delete_for(org["_id"])
-        await self.organizations.delete(org["_id"])
-        return OrganizationDeleted(
-            id=str(org["_id"]),
-            organization_name=org["organization_name"],
-            collection_name=org["collection_name"],
-        )
+    async def delete(self, target: DeleteTarget, name: str) -> OrganizationDeleted:
+        if target.finished is not None:
+            op = target.finished
+            if slug_of(name) != op["slug"]:
+                raise Forbidden("You can only act on your own organization")
+            try:
+                await self.lifecycle.resume_delete(op)
+            except Busy:
+                raise _busy() from None
+        else:
+            assert target.tenant is not None
+            tenant = target.tenant
+            self._require_own(tenant, name)
+            try:
+                op = await self.lifecycle.delete(tenant.organization, tenant.admin)
+            except Busy:
+                raise _busy() from None
+        return OrganizationDeleted(id=str(op["organization_id"]), organization_name=op["name"],
+                                   collection_name=op["collection_name"])
 
     @staticmethod
     def _require_own(tenant: TenantContext, name: str) -> None:
         if slug_of(name) != tenant.organization["slug"]:
             raise Forbidden("You can only act on your own organization")
+
+
+def _created(org: Document, admin: Document) -> OrganizationCreated:
+    return OrganizationCreated(
+        id=str(org["_id"]),
+        organization_name=org["organization_name"],
+        collection_name=org["collection_name"],
+        admin_email=admin["email"],
+        created_at=org["created_at"],
+    )

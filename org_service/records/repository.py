@@ -39,25 +39,30 @@ class RecordRepository:
         self.index_build_timeout = index_build_timeout
 
     def for_tenant(self, tenant: TenantContext) -> TenantRecords:
-        return TenantRecords(self.db[tenant.collection_name], self)
+        return TenantRecords(self.db[tenant.collection_name], self, tenant)
 
 
 class TenantRecords:
-    """One tenant's records: every query filters on kind, every read has maxTimeMS."""
+    """One tenant's records: every query filters on kind, every read has maxTimeMS, every
+    write runs in the tenant's write window (see TenantContext.write_window)."""
 
-    def __init__(self, collection: AsyncCollection[Document], repo: RecordRepository) -> None:
+    def __init__(self, collection: AsyncCollection[Document], repo: RecordRepository,
+                 tenant: TenantContext) -> None:
         self.collection = collection
+        self.write_window = tenant.write_window
         self.max_time_ms = repo.max_time_ms
         self.export_batch_size = repo.export_batch_size
         self.index_build_timeout = repo.index_build_timeout
 
     async def insert(self, document: Document) -> None:
-        await self.collection.insert_one(document)
+        with self.write_window():
+            await self.collection.insert_one(document)
 
     async def insert_all(self, documents: list[Document]) -> None:
         """All or nothing: if the insert fails part-way, the ones written are removed."""
         try:
-            await self.collection.insert_many(documents, ordered=True)
+            with self.write_window():
+                await self.collection.insert_many(documents, ordered=True)
         except BaseException:
             ids = [doc["_id"] for doc in documents]
             await asyncio.shield(self._remove(ids))
@@ -81,15 +86,17 @@ class TenantRecords:
         query: Document = {"_id": record_id, "kind": kind}
         if version is not None:
             query["version"] = version
-        return await self.collection.find_one_and_update(
-            query, {"$set": {"data": data, "updated_at": now}, "$inc": {"version": 1}},
-            return_document=ReturnDocument.AFTER)
+        with self.write_window():
+            return await self.collection.find_one_and_update(
+                query, {"$set": {"data": data, "updated_at": now}, "$inc": {"version": 1}},
+                return_document=ReturnDocument.AFTER)
 
     async def delete(self, kind: str, record_id: ObjectId, *, version: int | None) -> bool:
         query: Document = {"_id": record_id, "kind": kind}
         if version is not None:
             query["version"] = version
-        result = await self.collection.delete_one(query)
+        with self.write_window():
+            result = await self.collection.delete_one(query)
         return result.deleted_count == 1
 
     async def find(self, query: Document, sort: list[tuple[str, int]], limit: int

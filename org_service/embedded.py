@@ -72,24 +72,33 @@ class EmbeddedMongo:
             command.append("--sync-on-commit")
         if self.test_commands:
             command.append("--enable-test-commands")
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                        preexec_fn=_die_with_parent)
-        self._wait_until_ready(timeout)
-        return self
-
-    def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        while True:
+            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                            preexec_fn=_die_with_parent)
+            if self._wait_until_ready(deadline):
+                return self
+            # It exited: most often the previous server on this data directory (say, of an
+            # API that crashed a moment ago) still holds the WiredTiger lock while it stops.
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"SecantusDB exited with code {self.process.returncode}")
+            log.warning("SecantusDB exited with code %s; retrying", self.process.returncode)
+            time.sleep(0.5)
+
+    def _wait_until_ready(self, deadline: float) -> bool:
+        """True once the server answers; False if it exited first."""
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"SecantusDB exited with code {self.process.returncode}")
+                return False
             try:
                 with MongoClient(self.url, serverSelectionTimeoutMS=500) as client:
                     client.admin.command("ping")
-                return
+                return True
             except PyMongoError:
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"SecantusDB did not answer on port {self.port} within {timeout}s")
+        raise RuntimeError(f"SecantusDB did not answer on port {self.port} in time")
 
     def kill(self) -> None:
         """Stop abruptly, as a crash would (tests of the outage path use this)."""

@@ -11,12 +11,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pymongo.errors import PyMongoError
+from starlette.types import ASGIApp
 
 from org_service import health
 from org_service.admins import endpoints as admin_endpoints
 from org_service.admins.repository import AdminRepository
 from org_service.admins.service import AdminService
 from org_service.audit import endpoints as audit_endpoints
+from org_service.body_limit import JSONPayloadTooLarge
 from org_service.config import Settings, get_settings
 from org_service.db import Mongo, create_client
 from org_service.deps import Services
@@ -70,6 +72,11 @@ async def _prepare_until_done(services: Services, retry_seconds: float) -> None:
             await asyncio.sleep(retry_seconds)
 
 
+class OrgServiceAPI(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        return JSONPayloadTooLarge(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging()
@@ -102,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if embedded is not None:
                 embedded.stop()
 
-    app = FastAPI(
+    app = OrgServiceAPI(
         title="org_service",
         version="0.1.0",
         summary="Multi-tenant organization backend: one MongoDB collection per organization.",

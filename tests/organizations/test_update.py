@@ -1,0 +1,115 @@
+"""Renames move the collection whole; credentials change; nothing else is touched."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.helpers import create_org, login
+
+
+async def test_rename_moves_every_document(client: httpx.AsyncClient, master) -> None:
+    org = await create_org(client, "Acme Corp")
+    await master[org.collection_name].insert_many([{"i": i} for i in range(300)])
+    response = await client.put("/org/update", headers=org.auth, json={
+        "old_organization_name": "Acme Corp", "new_organization_name": "Acme Industries"})
+    assert response.status_code == 200, response.text
+    assert response.json()["collection_name"] == "org_acme_industries"
+    names = await master.list_collection_names()
+    assert "org_acme_corp" not in names
+    assert sorted([d["i"] async for d in master["org_acme_industries"].find()]) == list(
+        range(300))
+    # a rename keeps the organization id, so the token still works
+    me = await client.post("/org/get", json={"organization_name": "Acme Industries"})
+    assert me.json()["id"] == org.id
+
+
+async def test_rename_to_a_taken_name_is_409_and_moves_nothing(client: httpx.AsyncClient,
+                                                               master) -> None:
+    acme = await create_org(client, "Acme Corp")
+    await create_org(client, "Globex")
+    await master[acme.collection_name].insert_one({"keep": True})
+    response = await client.put("/org/update", headers=acme.auth, json={
+        "old_organization_name": "Acme Corp", "new_organization_name": "GLOBEX"})
+    assert response.status_code == 409
+    assert await master["org_acme_corp"].count_documents({"keep": True}) == 1
+    assert await master["org_globex"].count_documents({}) == 0
+    org = await master["organizations"].find_one({"slug": "acme_corp"})
+    assert org["organization_name"] == "Acme Corp"
+
+
+async def test_rename_onto_an_existing_foreign_collection_is_409(client: httpx.AsyncClient,
+                                                                 master) -> None:
+    acme = await create_org(client, "Acme Corp")
+    await master.create_collection("org_initech")
+    response = await client.put("/org/update", headers=acme.auth, json={
+        "old_organization_name": "Acme Corp", "new_organization_name": "Initech"})
+    assert response.status_code == 409
+    assert "org_acme_corp" in await master.list_collection_names()
+
+
+async def test_only_the_own_organization_can_be_updated(client: httpx.AsyncClient,
+                                                        master) -> None:
+    acme = await create_org(client, "Acme Corp")
+    await create_org(client, "Globex")
+    response = await client.put("/org/update", headers=acme.auth, json={
+        "old_organization_name": "Globex", "new_organization_name": "Globex Two"})
+    assert response.status_code == 403
+    assert "org_globex" in await master.list_collection_names()
+    assert await master["organizations"].count_documents({"slug": "globex"}) == 1
+
+
+async def test_same_slug_new_spelling_renames_without_moving(client: httpx.AsyncClient,
+                                                             master) -> None:
+    org = await create_org(client, "Acme Corp")
+    response = await client.put("/org/update", headers=org.auth, json={
+        "old_organization_name": "Acme Corp", "new_organization_name": "ACME Corp"})
+    assert response.status_code == 200
+    assert response.json()["organization_name"] == "ACME Corp"
+    assert response.json()["collection_name"] == "org_acme_corp"
+
+
+async def test_password_change_replaces_the_old_one(client: httpx.AsyncClient) -> None:
+    org = await create_org(client, "Acme Corp")
+    response = await client.put("/org/update", headers=org.auth, json={
+        "old_organization_name": "Acme Corp", "new_organization_name": "Acme Corp",
+        "password": "brand-new-pass"})
+    assert response.status_code == 200
+    old = await client.post("/admin/login", json={"email": org.email, "password": org.password})
+    assert old.status_code == 401
+    assert await login(client, org.email, "brand-new-pass")
+
+
+async def test_email_taken_by_another_admin_is_409_and_nothing_moves(
+        client: httpx.AsyncClient, master) -> None:
+    acme = await create_org(client, "Acme Corp")
+    globex = await create_org(client, "Globex")
+    response = await client.put("/org/update", headers=acme.auth, json={
+        "old_organization_name": "Acme Corp", "new_organization_name": "Acme Two",
+        "email": globex.email.upper()})
+    assert response.status_code == 409
+    assert "org_acme_corp" in await master.list_collection_names()
+    assert "org_acme_two" not in await master.list_collection_names()
+
+
+async def test_update_without_token_is_401(client: httpx.AsyncClient) -> None:
+    await create_org(client, "Acme Corp")
+    response = await client.put("/org/update", json={
+        "old_organization_name": "Acme Corp", "new_organization_name": "X Corp"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_delete_drops_the_collection_and_only_the_own(client: httpx.AsyncClient,
+                                                            master) -> None:
+    acme = await create_org(client, "Acme Corp")
+    await create_org(client, "Globex")
+    refused = await client.request("DELETE", "/org/delete", headers=acme.auth,
+                                   json={"organization_name": "Globex"})
+    assert refused.status_code == 403
+    assert "org_globex" in await master.list_collection_names()
+    done = await client.request("DELETE", "/org/delete", headers=acme.auth,
+                                json={"organization_name": "Acme Corp"})
+    assert done.status_code == 200 and done.json()["deleted"] is True
+    names = await master.list_collection_names()
+    assert "org_acme_corp" not in names and "org_globex" in names
+    assert await master["admins"].count_documents({"email_key": acme.email}) == 0

@@ -33,7 +33,9 @@ class Services:
     admin_service: AdminService
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async although it never awaits: FastAPI runs a plain `def` dependency in the thread
+    # pool, a thread handoff on every request for one attribute read.
     services: Services = request.app.state.services
     return services
 

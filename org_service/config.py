@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     RETRY_AFTER_SECONDS: int = Field(default=5, ge=1, le=300)
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
 
+    # Login throttling, shared by every API process through MongoDB: after this many failed
+    # logins for one email (or from one client address) within the window, further attempts
+    # get 429 until the window that began with the first failure has passed.
+    LOGIN_WINDOW_SECONDS: int = Field(default=15 * 60, ge=1, le=24 * 3600)
+    LOGIN_MAX_FAILURES_PER_EMAIL: int = Field(default=5, ge=1)
+    LOGIN_MAX_FAILURES_PER_ADDRESS: int = Field(default=20, ge=1)
+
     @field_validator("JWT_SECRET_KEY")
     @classmethod
     def _secret_long_enough(cls, value: SecretStr) -> SecretStr:

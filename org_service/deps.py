@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 
 if TYPE_CHECKING:
-    from org_service.admins.repository import AdminRepository
+    from org_service.admins.repository import AdminRepository, LoginFailureRepository
     from org_service.admins.service import AdminService
+    from org_service.admins.throttle import LoginThrottle
+    from org_service.audit.service import AuditLog
     from org_service.config import Settings
     from org_service.db import Mongo
     from org_service.organizations.repository import (
@@ -31,6 +33,9 @@ class Services:
     collections: TenantCollections
     organization_service: OrganizationService
     admin_service: AdminService
+    login_failures: LoginFailureRepository
+    login_throttle: LoginThrottle
+    audit: AuditLog
 
 
 async def get_services(request: Request) -> Services:

@@ -15,9 +15,12 @@ from starlette.types import ASGIApp
 
 from org_service import health
 from org_service.admins import endpoints as admin_endpoints
-from org_service.admins.repository import AdminRepository
+from org_service.admins.repository import AdminRepository, LoginFailureRepository
 from org_service.admins.service import AdminService
+from org_service.admins.throttle import LoginThrottle
 from org_service.audit import endpoints as audit_endpoints
+from org_service.audit.repository import AuditRepository
+from org_service.audit.service import AuditLog
 from org_service.body_limit import JSONPayloadTooLarge
 from org_service.config import Settings, get_settings
 from org_service.db import Mongo, create_client
@@ -41,6 +44,8 @@ def build_services(settings: Settings, mongo: Mongo) -> Services:
     organizations = OrganizationRepository(mongo.master)
     admins = AdminRepository(mongo.master)
     collections = TenantCollections(mongo.master)
+    login_failures = LoginFailureRepository(mongo.master)
+    throttle = LoginThrottle(login_failures, settings)
     return Services(
         settings=settings,
         mongo=mongo,
@@ -51,14 +56,19 @@ def build_services(settings: Settings, mongo: Mongo) -> Services:
         collections=collections,
         organization_service=OrganizationService(
             organizations=organizations, admins=admins, collections=collections, hasher=hasher),
-        admin_service=AdminService(
-            admins=admins, organizations=organizations, hasher=hasher, tokens=tokens),
+        admin_service=AdminService(admins=admins, organizations=organizations, hasher=hasher,
+                                   tokens=tokens, throttle=throttle),
+        login_failures=login_failures,
+        login_throttle=throttle,
+        audit=AuditLog(AuditRepository(mongo.master)),
     )
 
 
 async def prepare_database(services: Services) -> None:
     await services.organizations.ensure_indexes()
     await services.admins.ensure_indexes()
+    await services.login_failures.ensure_indexes()
+    await services.audit.repository.ensure_indexes()
 
 
 async def _prepare_until_done(services: Services, retry_seconds: float) -> None:

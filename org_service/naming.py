@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 from slugify import slugify
 
 NAME_MIN, NAME_MAX = 2, 100
@@ -50,4 +50,10 @@ def clean_organization_name(value: str) -> str:
     return name
 
 
-OrganizationName = Annotated[str, AfterValidator(clean_organization_name)]
+OrganizationName = Annotated[str, AfterValidator(clean_organization_name), Field(
+    description=(f"{NAME_MIN}-{NAME_MAX} characters after trimming spaces, starting with a "
+                 "letter or a digit; letters of any script, digits, spaces and - & . , ' ( )"),
+    examples=["Acme Corp"],
+    # Documented only: the validator above gives the clearer error messages.
+    json_schema_extra={"minLength": NAME_MIN, "maxLength": NAME_MAX},
+)]

@@ -113,11 +113,15 @@ class TokenCodec:
         sub, org, ver = payload.get("sub"), payload.get("org"), payload.get("ver")
         if not (isinstance(sub, str) and isinstance(org, str) and type(ver) is int):
             raise Unauthorized()
+        try:
+            expires_at = datetime.fromtimestamp(payload["exp"], UTC)
+        except (OverflowError, OSError, ValueError):  # an absurd but validly signed exp
+            raise Unauthorized() from None
         return TokenClaims(
             admin_id=sub,
             organization_id=org,
             role=str(payload.get("role", "org_admin")),
             version=ver,
             token_id=str(payload.get("jti", "")),
-            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+            expires_at=expires_at,
         )

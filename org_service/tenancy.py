@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from org_service.audit.service import Auditor, get_auditor
 from org_service.db import Document
 from org_service.deps import Services, get_services
 from org_service.errors import Forbidden, Unauthorized
@@ -43,6 +44,7 @@ async def get_tenant_context(
     request: Request,
     services: Annotated[Services, Depends(get_services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    auditor: Annotated[Auditor, Depends(get_auditor)],
     x_organization_id: Annotated[str | None, Header(
         alias="X-Organization-ID",
         description="Optional cross-check: must equal the organization of the token",
@@ -62,6 +64,9 @@ async def get_tenant_context(
     tenant = TenantContext(claims=claims, admin=admin, organization=organization)
     request.state.tenant = tenant
     if x_organization_id is not None and x_organization_id != claims.organization_id:
+        await auditor.record("tenant.header_mismatch", "denied", admin_id=tenant.admin_id,
+                             organization_id=tenant.organization_id, target=x_organization_id,
+                             reason=Forbidden.code)
         raise Forbidden("X-Organization-ID does not match the organization of the token")
     return tenant
 

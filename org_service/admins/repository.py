@@ -1,10 +1,13 @@
-"""All MongoDB access for organization admins (the `admins` collection)."""
+"""All MongoDB access for organization admins (`admins`) and their failed logins."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from org_service.db import Document, utcnow
 from org_service.models import email_key
@@ -67,3 +70,46 @@ class AdminRepository:
     async def delete_for(self, organization_id: ObjectId) -> int:
         result = await self.collection.delete_many({"organization_id": organization_id})
         return result.deleted_count
+
+
+class LoginFailureRepository:
+    """Failed-login counters (`login_failures`), one per throttled key, each with the end of
+    its window; a TTL index sweeps the expired ones."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.collection = db["login_failures"]
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index("expires_at", expireAfterSeconds=0, name="expire")
+
+    async def active(self, keys: list[str], now: datetime) -> list[Document]:
+        # The TTL sweep runs about once a minute, so expiry is decided here, not by it.
+        cursor = self.collection.find({"_id": {"$in": keys}, "expires_at": {"$gt": now}})
+        return await cursor.to_list(None)
+
+    async def add_failure(self, key: str, now: datetime, window: timedelta) -> Document:
+        """Count one attempt atomically and return the counter as it is now."""
+        # An expired window starts over; a live one keeps its end, so more attempts never
+        # extend it.
+        await self.collection.delete_one({"_id": key, "expires_at": {"$lte": now}})
+        for attempt in range(2):
+            try:
+                counter: Document = await self.collection.find_one_and_update(
+                    {"_id": key},
+                    {"$inc": {"failures": 1},
+                     "$setOnInsert": {"started_at": now, "expires_at": now + window}},
+                    upsert=True, return_document=ReturnDocument.AFTER,
+                )
+                return counter
+            except DuplicateKeyError:
+                # Two processes upserted the same new key at once; the loser now increments.
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def refund(self, key: str) -> None:
+        await self.collection.update_one({"_id": key, "failures": {"$gt": 0}},
+                                         {"$inc": {"failures": -1}})
+
+    async def clear(self, key: str) -> None:
+        await self.collection.delete_one({"_id": key})

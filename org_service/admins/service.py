@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from org_service.admins.repository import AdminRepository
 from org_service.admins.schemas import AdminPublic, LoginResponse
-from org_service.errors import Unauthorized
+from org_service.admins.throttle import LoginThrottle
+from org_service.audit.service import Auditor
+from org_service.errors import TooManyRequests, Unauthorized
 from org_service.organizations.repository import OrganizationRepository
 from org_service.organizations.service import public
 from org_service.security import PasswordHasher, TokenCodec
@@ -15,19 +17,35 @@ INVALID_LOGIN = "Invalid email or password"
 
 class AdminService:
     def __init__(self, *, admins: AdminRepository, organizations: OrganizationRepository,
-                 hasher: PasswordHasher, tokens: TokenCodec) -> None:
+                 hasher: PasswordHasher, tokens: TokenCodec, throttle: LoginThrottle) -> None:
         self.admins = admins
         self.organizations = organizations
         self.hasher = hasher
         self.tokens = tokens
+        self.throttle = throttle
 
-    async def login(self, email: str, password: str) -> LoginResponse:
+    async def login(self, email: str, password: str, auditor: Auditor) -> LoginResponse:
+        keys = self.throttle.keys(email, auditor.info.client_address)
+        try:
+            await self.throttle.check(keys)
+            await self.throttle.reserve(keys)
+        except TooManyRequests:
+            await auditor.record("admin.login", "throttled", target=email,
+                                 reason=TooManyRequests.code)
+            raise
         admin = await self.admins.get_by_email(email)
         # An unknown email is checked against a dummy hash, so both failures take as long.
         valid = await self.hasher.verify(password, admin["password_hash"] if admin else None)
         org = await self.organizations.get(admin["organization_id"]) if admin else None
         if not valid or admin is None or org is None:
+            await auditor.record(
+                "admin.login", "failure", target=email, reason=Unauthorized.code,
+                admin_id=admin["_id"] if admin else None,
+                organization_id=admin["organization_id"] if admin else None)
             raise Unauthorized(INVALID_LOGIN)
+        await self.throttle.succeeded(keys)
+        await auditor.record("admin.login", "success", target=email, admin_id=admin["_id"],
+                             organization_id=org["_id"])
         token = self.tokens.issue(admin_id=str(admin["_id"]), organization_id=str(org["_id"]),
                                   version=admin["token_version"], role=admin["role"])
         return LoginResponse(

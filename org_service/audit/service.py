@@ -1,0 +1,157 @@
+"""The audit trail: who did what to which organization, from where, and how it ended.
+
+Entries carry names, ids and error codes only: never a password, a hash or a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from bson import ObjectId
+from fastapi import Depends, Request
+from pymongo.errors import PyMongoError
+
+from org_service.audit.repository import AuditRepository
+from org_service.audit.schemas import AuditAction, AuditEntry, AuditOutcome, AuditPage
+from org_service.db import Document, utcnow
+from org_service.deps import Services, get_services
+from org_service.errors import Forbidden, ServiceError
+from org_service.organizations.repository import object_id
+from org_service.pagination import decode_cursor, encode_cursor
+
+log = logging.getLogger(__name__)
+# A client-chosen request id is kept only if it is short and plain, so it cannot smuggle
+# anything into logs or the audit trail.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+TARGET_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    client_address: str | None
+    request_id: str
+
+
+def request_info(request: Request) -> RequestInfo:
+    # A request-id middleware, when installed, has already chosen the id for this request.
+    request_id = getattr(request.state, "request_id", None)
+    if not request_id:
+        header = request.headers.get("X-Request-ID", "")
+        request_id = header if _REQUEST_ID.fullmatch(header) else uuid.uuid4().hex
+    # Behind a reverse proxy this is the proxy unless uvicorn runs with --proxy-headers.
+    address = request.client.host if request.client else None
+    return RequestInfo(client_address=address, request_id=str(request_id))
+
+
+def _public(doc: Document) -> AuditEntry:
+    return AuditEntry(
+        id=str(doc["_id"]),
+        at=doc["at"],
+        action=doc["action"],
+        outcome=doc["outcome"],
+        admin_id=str(doc["admin_id"]) if doc.get("admin_id") else None,
+        organization_id=str(doc["organization_id"]) if doc.get("organization_id") else None,
+        target=doc.get("target"),
+        reason=doc.get("reason"),
+        client_address=doc.get("client_address"),
+        request_id=doc["request_id"],
+    )
+
+
+def _oid(value: str | ObjectId | None) -> ObjectId | None:
+    if value is None or isinstance(value, ObjectId):
+        return value
+    return object_id(value)
+
+
+class AuditLog:
+    def __init__(self, repository: AuditRepository) -> None:
+        self.repository = repository
+
+    async def record(self, info: RequestInfo, action: AuditAction, outcome: AuditOutcome, *,
+                     admin_id: str | ObjectId | None = None,
+                     organization_id: str | ObjectId | None = None,
+                     target: str | None = None, reason: str | None = None) -> None:
+        entry: Document = {
+            "at": utcnow(),
+            "action": action,
+            "outcome": outcome,
+            "admin_id": _oid(admin_id),
+            "organization_id": _oid(organization_id),
+            "target": target[:TARGET_MAX] if target is not None else None,
+            "reason": reason,
+            "client_address": info.client_address,
+            "request_id": info.request_id,
+        }
+        try:
+            await self.repository.insert(entry)
+        except PyMongoError as exc:
+            # The action itself already happened (or already failed with its own error):
+            # answering 503 now would invite a retry of a done action, so the lost entry is
+            # logged in full instead.
+            entry.pop("_id", None)
+            log.error("audit entry not stored (%s): %r", type(exc).__name__, entry)
+
+    async def page(self, organization_id: str, *, limit: int, before: str | None
+                   ) -> AuditPage:
+        org = _oid(organization_id)
+        docs = await self.repository.newest_first(
+            org, limit=limit + 1, before=decode_cursor(before) if before else None
+        ) if org is not None else []
+        more = len(docs) > limit
+        docs = docs[:limit]
+        return AuditPage(entries=[_public(doc) for doc in docs],
+                         next_cursor=encode_cursor(docs[-1]["_id"]) if more else None)
+
+
+@dataclass(slots=True)
+class AuditEvent:
+    """What an action learns while it runs (e.g. the id of what it created)."""
+
+    admin_id: str | ObjectId | None = None
+    organization_id: str | ObjectId | None = None
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Auditor:
+    """The audit log bound to one request (its client address and request id)."""
+
+    log: AuditLog
+    info: RequestInfo
+
+    async def record(self, action: AuditAction, outcome: AuditOutcome, *,
+                     admin_id: str | ObjectId | None = None,
+                     organization_id: str | ObjectId | None = None,
+                     target: str | None = None, reason: str | None = None) -> None:
+        await self.log.record(self.info, action, outcome, admin_id=admin_id,
+                              organization_id=organization_id, target=target, reason=reason)
+
+    @asynccontextmanager
+    async def action(self, action: AuditAction, event: AuditEvent) -> AsyncIterator[AuditEvent]:
+        """Record how the enclosed action ends: success, denied (403) or failure."""
+        try:
+            yield event
+        except Exception as exc:
+            outcome: AuditOutcome = "denied" if isinstance(exc, Forbidden) else "failure"
+            reason = exc.code if isinstance(exc, ServiceError) else type(exc).__name__
+            await self.record(action, outcome, admin_id=event.admin_id,
+                              organization_id=event.organization_id, target=event.target,
+                              reason=reason)
+            raise
+        await self.record(action, "success", admin_id=event.admin_id,
+                          organization_id=event.organization_id, target=event.target)
+
+
+def get_auditor(request: Request,
+                services: Annotated[Services, Depends(get_services)]) -> Auditor:
+    return Auditor(services.audit, request_info(request))
+
+
+CurrentAuditor = Annotated[Auditor, Depends(get_auditor)]

@@ -1,0 +1,143 @@
+"""Login throttling lives in MongoDB: every API process sees the same counters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import bcrypt
+import httpx
+import pytest
+
+from org_service.main import create_app
+from tests.helpers import create_org, login
+
+WINDOW = 15 * 60
+
+
+async def attempt(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
+    return await client.post("/admin/login", json={"email": email, "password": password})
+
+
+def assert_throttled(response: httpx.Response, window: int = WINDOW) -> None:
+    assert response.status_code == 429, response.text
+    assert response.json()["error"] == "too_many_requests"
+    assert 1 <= int(response.headers["Retry-After"]) <= window
+
+
+def client_for(app: Any, address: str = "203.0.113.7") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+@pytest.fixture
+async def second_process(settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """Another API instance with its own MongoDB client, on the same database, whose
+    windows last two seconds."""
+    app = create_app(settings.model_copy(update={"LOGIN_WINDOW_SECONDS": 2}))
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        yield client
+
+
+async def test_sixth_attempt_after_five_failures_is_throttled(client: httpx.AsyncClient) -> None:
+    org = await create_org(client, "Acme")
+    for _ in range(5):
+        assert (await attempt(client, org.email, "wrong-password")).status_code == 401
+    assert_throttled(await attempt(client, org.email, "wrong-password"))
+    # Even the right password waits: otherwise guessing could go on.
+    assert_throttled(await attempt(client, org.email, org.password))
+    # The email is matched case-insensitively.
+    assert_throttled(await attempt(client, org.email.upper(), org.password))
+
+
+async def test_success_resets_the_account_counter(client: httpx.AsyncClient) -> None:
+    org = await create_org(client, "Acme")
+    for _ in range(4):
+        assert (await attempt(client, org.email, "wrong-password")).status_code == 401
+    await login(client, org.email, org.password)
+    for _ in range(4):
+        assert (await attempt(client, org.email, "wrong-password")).status_code == 401
+    await login(client, org.email, org.password)
+
+
+async def test_twenty_failures_from_one_address_throttle_it(client: httpx.AsyncClient,
+                                                            app: Any) -> None:
+    org = await create_org(client, "Acme")
+    for n in range(20):
+        response = await attempt(client, f"guess{n}@example.com", "wrong-password")
+        assert response.status_code == 401
+    assert_throttled(await attempt(client, org.email, org.password))
+    async with client_for(app, "198.51.100.9") as elsewhere:
+        await login(elsewhere, org.email, org.password)
+
+
+async def test_counters_are_shared_between_processes(
+        client: httpx.AsyncClient, second_process: httpx.AsyncClient) -> None:
+    org = await create_org(client, "Acme")
+    for _ in range(3):
+        assert (await attempt(client, org.email, "wrong-password")).status_code == 401
+    for _ in range(2):
+        assert (await attempt(second_process, org.email, "wrong-password")).status_code == 401
+    assert_throttled(await attempt(client, org.email, org.password))
+    assert_throttled(await attempt(second_process, org.email, org.password))
+
+
+async def test_lockout_ends_when_the_window_passes(
+        client: httpx.AsyncClient, second_process: httpx.AsyncClient) -> None:
+    org = await create_org(client, "Acme")
+    for _ in range(5):
+        assert (await attempt(second_process, org.email, "wrong-password")).status_code == 401
+    # An attacker hammering during the lockout does not extend it.
+    for _ in range(3):
+        assert_throttled(await attempt(second_process, org.email, "wrong-password"), window=2)
+    await asyncio.sleep(2.1)
+    await login(client, org.email, org.password)
+
+
+async def test_throttled_attempts_do_not_reach_the_password_check(
+        client: httpx.AsyncClient, master: Any) -> None:
+    org = await create_org(client, "Acme")
+    for _ in range(5):
+        await attempt(client, org.email, "wrong-password")
+    counters = await master["login_failures"].find({}).to_list(None)
+    assert sorted(doc["failures"] for doc in counters) == [5, 5]
+    assert all(org.email not in str(doc) for doc in counters)
+    for _ in range(3):
+        assert_throttled(await attempt(client, org.email, "wrong-password"))
+    after = await master["login_failures"].find({}).to_list(None)
+    assert after == counters
+
+
+async def test_concurrent_guesses_get_no_more_than_five_password_checks(
+        client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    org = await create_org(client, "Acme")
+    checked: list[bytes] = []
+    real_checkpw = bcrypt.checkpw
+
+    def counting_checkpw(password: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    responses = await asyncio.gather(*[
+        attempt(client, org.email, f"guess-number-{n}") for n in range(12)])
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [401] * 5 + [429] * 7
+    assert len(checked) == 5
+
+
+async def test_a_good_login_does_not_clear_the_address_counter(
+        client: httpx.AsyncClient) -> None:
+    org = await create_org(client, "Acme")
+    for n in range(19):
+        assert (await attempt(client, f"guess{n}@example.com", "wrong-pw")).status_code == 401
+    await login(client, org.email, org.password)
+    assert (await attempt(client, "guess@example.com", "wrong-pw")).status_code == 401
+    assert_throttled(await attempt(client, org.email, org.password))
+
+
+async def test_expired_counters_are_swept_by_a_ttl_index(master: Any) -> None:
+    indexes = await master["login_failures"].index_information()
+    assert indexes["expire"]["expireAfterSeconds"] == 0
+    assert indexes["expire"]["key"] == [("expires_at", 1)]

@@ -1,0 +1,72 @@
+"""No route can forget the tenant context: every route but the public ones depends on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from pydantic import BaseModel
+
+from org_service.main import create_app
+from org_service.models import RequestModel
+from org_service.tenancy import get_tenant_context
+
+PUBLIC_PATHS = {"/org/create", "/org/get", "/admin/login", "/health", "/ready", "/metrics"}
+DOCS_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+def api_routes(app: FastAPI) -> Iterator[RouteContext]:
+    """Every API route with its effective path and dependencies, included routers flattened
+    (FastAPI keeps an included router as one entry of `app.routes`)."""
+    for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, APIRoute):
+            yield route
+
+
+def calls(dependant: Dependant) -> Iterator[Callable[..., Any] | None]:
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from calls(dependency)
+
+
+def test_every_non_public_route_depends_on_the_tenant_context() -> None:
+    routes = list(api_routes(create_app()))
+    assert {"/org/update", "/org/delete", "/admin/me", "/org/audit", "/org/create"} <= {
+        route.path for route in routes}
+    unguarded = [route.path for route in routes if route.path not in PUBLIC_PATHS
+                 and get_tenant_context not in set(calls(route.dependant))]
+    assert unguarded == []
+
+
+def test_nothing_but_the_docs_bypasses_fastapi_routing() -> None:
+    # A mounted app or a plain Starlette route would escape the check above.
+    others = {route.path for route in iter_route_contexts(create_app().routes)
+              if not isinstance(route.original_route, APIRoute)}
+    assert others <= DOCS_PATHS
+
+
+def test_the_check_catches_a_forgotten_dependency() -> None:
+    app = create_app()
+
+    @app.get("/org/forgotten")
+    async def forgotten() -> dict[str, str]:
+        return {}
+
+    routes = {route.path: route for route in api_routes(app)}
+    assert get_tenant_context not in set(calls(routes["/org/forgotten"].dependant))
+    assert get_tenant_context in set(calls(routes["/admin/me"].dependant))
+
+
+def test_every_request_body_forbids_unknown_fields() -> None:
+    bodies = 0
+    for route in api_routes(create_app()):
+        if route.body_field is not None:
+            bodies += 1
+            model = route.body_field.field_info.annotation
+            assert isinstance(model, type) and issubclass(model, BaseModel), route.path
+            assert issubclass(model, RequestModel), route.path
+            assert model.model_config.get("extra") == "forbid", route.path
+    assert bodies >= 5

@@ -183,3 +183,18 @@ async def test_metrics_is_public_and_unmatched_paths_share_one_label(
     text = (await client.get("/metrics")).text
     assert "probe-" not in text
     assert 'route="<unmatched>"' in text
+
+
+async def test_audit_entries_carry_the_request_id_the_response_echoed(
+        client: httpx.AsyncClient) -> None:
+    org = await create_org(client, "Traced Co")
+    login = await client.post("/admin/login", headers={"X-Request-ID": "trace-login-7"},
+                              json={"email": org.email, "password": org.password})
+    junk = await client.post("/admin/login", headers={"X-Request-ID": "bad id!"},
+                             json={"email": org.email, "password": org.password})
+    assert login.headers["X-Request-ID"] == "trace-login-7"
+    entries = (await client.get("/org/audit", headers=org.auth)).json()["entries"]
+    ids = [e["request_id"] for e in entries if e["action"] == "admin.login"]
+    # The generated replacement of a junk id is the same in the answer and the trail.
+    assert "trace-login-7" in ids and junk.headers["X-Request-ID"] in ids
+    assert "bad id!" not in ids

@@ -143,8 +143,9 @@ class Auditor:
                           organization_id=event.organization_id, target=event.target)
 
 
-def get_auditor(request: Request,
-                services: Annotated[Services, Depends(get_services)]) -> Auditor:
+async def get_auditor(request: Request,
+                      services: Annotated[Services, Depends(get_services)]) -> Auditor:
+    # async so FastAPI calls it on the event loop, not through a thread-pool handoff.
     return Auditor(services.audit, request_info(request))
 
 

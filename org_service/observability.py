@@ -93,10 +93,18 @@ class Metrics:
                                    registry=self.registry)
         ProcessCollector(registry=self.registry)
         self.command_listener = CommandMetrics(self.db_latency)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route, str(status)).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            # Label lookups lock and hash every call; routes x methods x statuses is small.
+            labels = (method, route, str(status))
+            children = self._children[key] = (self.requests.labels(*labels),
+                                              self.latency.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def refresh_organizations(self, count: Callable[[], Awaitable[int]]) -> None:
         # Counted at scrape time (scrapes come every few seconds at most; the count is one

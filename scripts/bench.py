@@ -17,9 +17,11 @@ import importlib.metadata
 import os
 import platform
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +50,22 @@ from org_service.security import PasswordHasher  # noqa: E402
 PASSWORD = "bench-password-1"
 LOGIN_ROUNDS = 12
 RECORD_READ_NA = "n/a: records API not merged"
+_CPU_COMMON = (
+    "the API does more per request than the floor, each piece on purpose: the observability "
+    "middleware (request id, one JSON log line, two Prometheus samples: about 60 µs, nearly "
+    "all of it the log line), FastAPI resolving the route's dependencies, Pydantic "
+    "validating the input and the response model, and the error-rendering middleware.")
+CPU_GAPS = {
+    "POST /org/get": "It is a POST whose body is read, checked by the strict JSON parser and "
+    "validated (name rules, slug), where the floor is a bodiless GET; and " + _CPU_COMMON,
+    "GET /admin/me": "The tenant context reads the admin (so a password change revokes "
+    "tokens at once) and then the organization (so a deleted one stops at once): two "
+    "find_one against the floor's one, and PyMongo's async find_one alone costs about "
+    "0.4-0.5 ms of CPU here, so the row against a floor doing the same two reads is the "
+    "fair comparison. Beyond that, " + _CPU_COMMON,
+    "record read by id": "Tenant context (two reads) plus the record's find_one against "
+    "the floor's one read; " + _CPU_COMMON,
+}
 
 
 @dataclass(frozen=True)
@@ -83,8 +101,12 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, measure: str, result: str, target: str = "", verdict: str = "") -> None:
+    def add(self, measure: str, result: str, target: str = "", verdict: str = "",
+            gap: str = "") -> None:
+        """A row; `gap` explains a missed target and goes to the notes only when missed."""
         self.rows.append(Row(measure, result, target, verdict))
+        if verdict.startswith("NOT met") and gap:
+            self.notes.append(f"**{measure}** ({result}): {gap}")
         tqdm.write(f"  {measure}: {result} {target} {verdict}".rstrip())
 
     def table(self) -> str:
@@ -240,8 +262,11 @@ class Bench:
         self.servers: list[Server] = []
 
     def env(self, db: str) -> dict[str, str]:
+        # The longest timeout the settings allow: on SecantusDB renameCollection copies the
+        # data, and a 100,000-record rename outlasts the default 10 s socket timeout.
         return {"MONGODB_URL": self.mongo_url, "MASTER_DB_NAME": db,
-                "JWT_SECRET_KEY": self.secret, "BCRYPT_ROUNDS": str(LOGIN_ROUNDS)}
+                "JWT_SECRET_KEY": self.secret, "BCRYPT_ROUNDS": str(LOGIN_ROUNDS),
+                "MONGODB_TIMEOUT_MS": "60000"}
 
     async def run(self) -> Report:
         try:
@@ -330,7 +355,7 @@ class Bench:
             api_ms = statistics.median(per_request[name]) * 1000
             ratio = api_ms / floor_ms
             self.report.add(f"CPU per request: {name}", f"{api_ms:.3f} ms = {ratio:.2f}× floor",
-                            "≤ 1.3× floor", verdict(ratio <= 1.3))
+                            "≤ 1.3× floor", verdict(ratio <= 1.3), gap=CPU_GAPS[name])
             if name == "GET /admin/me":
                 self.report.add(
                     "… GET /admin/me vs a floor doing its two reads (admin, organization)",
@@ -370,7 +395,10 @@ class Bench:
                 f"median {statistics.median(small):.2f} → {statistics.median(large):.2f} ms "
                 f"({median_ratio:.2f}×); p99 {percentile(small, 0.99):.2f} → "
                 f"{percentile(large, 0.99):.2f} ms ({p99_ratio:.2f}×)",
-                "within 1.2×", verdict(median_ratio <= 1.2 and p99_ratio <= 1.2))
+                "within 1.2×", verdict(median_ratio <= 1.2 and p99_ratio <= 1.2),
+                gap="Both sides run the same code and the same indexed single-document "
+                "lookup; a p99 this small moves with scheduling on a shared machine, so "
+                "check the median first and rerun before reading a trend into it.")
 
     async def memory_after_reading_every_organization(self) -> None:
         names = [*self.large_names, self.probe_large.name][: self.size.rss_reads]
@@ -386,7 +414,9 @@ class Bench:
         rss = self.api_large.rss_mb()
         self.report.add(f"API RSS after {len(names):,} orgs each read once",
                         f"{rss:.1f} MB (the API with {self.size.small_orgs} orgs: "
-                        f"{self.api_small.rss_mb():.1f} MB)", "≤ 150 MB", verdict(rss <= 150))
+                        f"{self.api_small.rss_mb():.1f} MB)", "≤ 150 MB", verdict(rss <= 150),
+                        gap="The API keeps no per-organization state; compare the RSS of "
+                        "the API with 10 organizations in the same row.")
 
     async def health_during_logins(self) -> None:
         size, http = self.size, self.small_http
@@ -422,7 +452,10 @@ class Bench:
             f"/health p99 with {size.concurrent_logins} logins ({LOGIN_ROUNDS} bcrypt rounds) "
             "in flight vs idle",
             f"{percentile(idle, 0.99):.2f} → {percentile(busy, 0.99):.2f} ms ({ratio:.2f}×; "
-            f"{logins} logins completed meanwhile)", "≤ 3×", verdict(ratio <= 3))
+            f"{logins} logins completed meanwhile)", "≤ 3×", verdict(ratio <= 3),
+            gap="bcrypt runs in at most cores - 1 threads (org_service/security.py); with "
+            "fewer than 2 cores, or other processes taking them, the event loop still "
+            "competes with the hashing for CPU.")
 
     async def rename(self) -> None:
         size, http = self.size, self.small_http
@@ -473,7 +506,13 @@ class Bench:
         self.report.add(f"rename of an org with {size.rename_records:,} records: API vs bare "
                         "renameCollection",
                         f"{api:.2f} s vs {bare:.2f} s ({api / bare:.2f}×)", "≤ 1.2×",
-                        verdict(api / bare <= 1.2))
+                        verdict(api / bare <= 1.2),
+                        gap="Besides renameCollection the API checks the token and the "
+                        "tenant, makes sure the new name and collection are free, and "
+                        "updates the organization document (and journals the steps where "
+                        "the lifecycle is crash-safe); that fixed cost weighs most when "
+                        "renameCollection itself is fast (small collections, or MongoDB, "
+                        "where it is a metadata change).")
         self.report.add("… API rename vs document-by-document copy",
                         f"{api:.2f} s vs {copy_time:.2f} s ({api / copy_time:.3f}×)",
                         "report", "")
@@ -546,6 +585,8 @@ def render(report: Report, size: Size, quick: bool, mongo_description: str,
         f"- **/health under logins**: p99 of {size.health_requests} sequential `/health` "
         f"calls idle, then while {size.concurrent_logins} clients log in back to back "
         f"(bcrypt cost {LOGIN_ROUNDS}), {size.health_rounds} rounds.",
+        "- The API processes run with `MONGODB_TIMEOUT_MS=60000` (socket timeout 120 s): on "
+        "SecantusDB a 100,000-record rename outlasts the default 10 s socket timeout.",
         "- **Memory**: resident set size of the API process with the large database after "
         "each organization there was read once with `POST /org/get`.",
         "",
@@ -567,12 +608,23 @@ def main() -> int:
                         help="a note to add to the report (repeatable)")
     args = parser.parse_args()
     size = QUICK if args.quick else Size()
-    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"org_service_bench_{os.getpid()}"
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="org_service_bench_"))
     started = time.perf_counter()
-    with database(args.mongodb_url, workdir) as (url, description):
-        report = asyncio.run(Bench(size, url, workdir, args.quick).run())
-    report.notes += args.note
+    try:
+        with database(args.mongodb_url, workdir) as (url, description):
+            report = asyncio.run(Bench(size, url, workdir, args.quick).run())
+    except BaseException:
+        print(f"benchmark failed; server logs kept in {workdir}", file=sys.stderr)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
+    report.notes += [
+        "Measured on a machine shared with other work (see the load average above): the "
+        "ratios hold because both sides of each row ran interleaved in the same minutes; "
+        "absolute times do not transfer to other machines.",
+        "CPU time is read from the kernel in 10 ms ticks, so each round's per-request "
+        "figure is good to about 10 ms / requests-per-round.",
+        *args.note,
+    ]
     seconds = time.perf_counter() - started
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render(report, size, args.quick, description, seconds))

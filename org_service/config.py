@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     LOGIN_MAX_FAILURES_PER_EMAIL: int = Field(default=5, ge=1)
     LOGIN_MAX_FAILURES_PER_ADDRESS: int = Field(default=20, ge=1)
 
+    # Tenant records (org_service/records).
+    MAX_RECORD_BYTES: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
+    # Server-side bound of every record read (find, count, aggregate) except the export.
+    QUERY_MAX_TIME_MS: int = Field(default=2000, ge=10, le=600_000)
+    EXPORT_BATCH_SIZE: int = Field(default=200, ge=1, le=10_000)
+    MAX_INDEXES_PER_ORG: int = Field(default=10, ge=0, le=50)
+    # POST /org/indexes answers 201 when the build ends within this wait, else 202 (building).
+    INDEX_BUILD_WAIT_SECONDS: float = Field(default=2.0, ge=0, le=60)
+    INDEX_BUILD_TIMEOUT_SECONDS: int = Field(default=3600, ge=1)
+
     @field_validator("JWT_SECRET_KEY")
     @classmethod
     def _secret_long_enough(cls, value: SecretStr) -> SecretStr:

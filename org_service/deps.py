@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         TenantCollections,
     )
     from org_service.organizations.service import OrganizationService
+    from org_service.records.service import RecordService
     from org_service.security import PasswordHasher, TokenCodec
 
 
@@ -36,6 +37,7 @@ class Services:
     login_failures: LoginFailureRepository
     login_throttle: LoginThrottle
     audit: AuditLog
+    records: RecordService
 
 
 async def get_services(request: Request) -> Services:

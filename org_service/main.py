@@ -32,7 +32,10 @@ from org_service.observability import router as metrics_router
 from org_service.organizations import endpoints as organization_endpoints
 from org_service.organizations.repository import OrganizationRepository, TenantCollections
 from org_service.organizations.service import OrganizationService
+from org_service.pagination import CursorCodec
 from org_service.records import endpoints as record_endpoints
+from org_service.records.repository import RecordRepository
+from org_service.records.service import RecordService
 from org_service.security import PasswordHasher, TokenCodec
 
 log = logging.getLogger("org_service")
@@ -46,6 +49,8 @@ def build_services(settings: Settings, mongo: Mongo) -> Services:
     collections = TenantCollections(mongo.master)
     login_failures = LoginFailureRepository(mongo.master)
     throttle = LoginThrottle(login_failures, settings)
+    # One signing key for every pagination cursor (records, audit).
+    cursors = CursorCodec(settings.JWT_SECRET_KEY.get_secret_value().encode())
     return Services(
         settings=settings,
         mongo=mongo,
@@ -60,7 +65,11 @@ def build_services(settings: Settings, mongo: Mongo) -> Services:
                                    tokens=tokens, throttle=throttle),
         login_failures=login_failures,
         login_throttle=throttle,
-        audit=AuditLog(AuditRepository(mongo.master)),
+        audit=AuditLog(AuditRepository(mongo.master), cursors),
+        records=RecordService(RecordRepository(
+            mongo.master, max_time_ms=settings.QUERY_MAX_TIME_MS,
+            export_batch_size=settings.EXPORT_BATCH_SIZE,
+            index_build_timeout=settings.INDEX_BUILD_TIMEOUT_SECONDS), settings, cursors),
     )
 
 

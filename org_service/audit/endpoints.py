@@ -1,13 +1,19 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from org_service.audit.schemas import AuditPage
 from org_service.deps import ServicesDep
 from org_service.errors import Forbidden, Unauthorized, responses
-from org_service.pagination import Cursor, PageLimit
 from org_service.strict_json import StrictJSONRoute
 from org_service.tenancy import CurrentTenant
+
+AUDIT_PAGE_MAX = 200
+PageLimit = Annotated[int, Query(ge=1, le=AUDIT_PAGE_MAX, description="1-200 entries")]
+Cursor = Annotated[str | None, Query(
+    max_length=2048, description="The `next_cursor` of the previous page; omit for the newest")]
 
 router = APIRouter(prefix="/org", tags=["Audit"], route_class=StrictJSONRoute)
 

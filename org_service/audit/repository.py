@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bson import ObjectId
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -20,10 +19,6 @@ class AuditRepository:
     async def insert(self, entry: Document) -> None:
         await self.collection.insert_one(entry)
 
-    async def newest_first(self, organization_id: ObjectId, *, limit: int,
-                           before: ObjectId | None) -> list[Document]:
-        query: Document = {"organization_id": organization_id}
-        if before is not None:
-            query["_id"] = {"$lt": before}
-        cursor = self.collection.find(query).sort("_id", DESCENDING).limit(limit)
-        return await cursor.to_list(None)
+    async def find(self, query: Document, *, sort: list[tuple[str, int]], limit: int
+                   ) -> list[Document]:
+        return await self.collection.find(query).sort(sort).limit(limit).to_list(None)

@@ -22,7 +22,7 @@ from org_service.deps import Services, get_services
 from org_service.errors import Forbidden, ServiceError
 from org_service.observability import accepted_request_id
 from org_service.organizations.repository import object_id
-from org_service.pagination import decode_cursor, encode_cursor
+from org_service.pagination import CursorCodec, Pager, SortOrder
 
 log = logging.getLogger(__name__)
 TARGET_MAX = 200
@@ -64,9 +64,13 @@ def _oid(value: str | ObjectId | None) -> ObjectId | None:
     return object_id(value)
 
 
+NEWEST_FIRST = SortOrder(("_id",), direction=-1)
+
+
 class AuditLog:
-    def __init__(self, repository: AuditRepository) -> None:
+    def __init__(self, repository: AuditRepository, cursors: CursorCodec) -> None:
         self.repository = repository
+        self.cursors = cursors
 
     async def record(self, info: RequestInfo, action: AuditAction, outcome: AuditOutcome, *,
                      admin_id: str | ObjectId | None = None,
@@ -94,14 +98,14 @@ class AuditLog:
 
     async def page(self, organization_id: str, *, limit: int, before: str | None
                    ) -> AuditPage:
+        pager = Pager(self.cursors, NEWEST_FIRST, scope=f"audit:{organization_id}",
+                      limit=limit, after=before)
         org = _oid(organization_id)
-        docs = await self.repository.newest_first(
-            org, limit=limit + 1, before=decode_cursor(before) if before else None
+        docs = await self.repository.find(
+            pager.filter({"organization_id": org}), sort=pager.sort, limit=pager.fetch_limit,
         ) if org is not None else []
-        more = len(docs) > limit
-        docs = docs[:limit]
-        return AuditPage(entries=[_public(doc) for doc in docs],
-                         next_cursor=encode_cursor(docs[-1]["_id"]) if more else None)
+        items, next_cursor = pager.page(docs)
+        return AuditPage(entries=[_public(doc) for doc in items], next_cursor=next_cursor)
 
 
 @dataclass(slots=True)

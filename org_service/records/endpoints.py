@@ -1,8 +1,186 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any, Literal
 
+from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi.responses import StreamingResponse
+
+from org_service.deps import ServicesDep
+from org_service.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    Unauthorized,
+    responses,
+)
+from org_service.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from org_service.records.schemas import (
+    BULK_MAX_BODY_BYTES,
+    MAX_BULK_ITEMS,
+    BulkCreated,
+    IndexCreate,
+    IndexInfo,
+    IndexList,
+    IndexName,
+    Kind,
+    KindList,
+    Record,
+    RecordId,
+    RecordPage,
+    RecordQuery,
+)
 from org_service.strict_json import StrictJSONRoute
+from org_service.tenancy import CurrentTenant
 
-# Routes: /org/records..., /org/export, /org/indexes (issue 5).
-router = APIRouter(prefix="/org", tags=["Tenant records"], route_class=StrictJSONRoute)
+# Every route here sits behind the tenant context, so each may answer 401 or 403.
+router = APIRouter(prefix="/org", tags=["Tenant records"], route_class=StrictJSONRoute,
+                   responses=responses(Unauthorized, Forbidden))
+
+RecordData = Annotated[dict[str, Any], Body(
+    description="The record's data: any JSON object (keys without `$`, `.` or NUL, "
+                "depth <= 20, at most MAX_RECORD_BYTES as BSON)",
+    examples=[{"name": "Ada Lovelace", "department": "engineering"}])]
+IfMatch = Annotated[str | None, Header(
+    alias="If-Match", description="Only change the record if it is still at this version")]
+
+
+def _etag(response: Response, record: Record) -> Record:
+    response.headers["ETag"] = f'"{record.version}"'
+    return record
+
+
+@router.post("/records/{kind}", status_code=status.HTTP_201_CREATED, response_model=Record,
+             responses=responses(Unauthorized, PayloadTooLarge))
+async def create_record(kind: Kind, data: RecordData, tenant: CurrentTenant,
+                        services: ServicesDep, response: Response) -> Record:
+    """Store a record of `kind` in the caller's own collection."""
+    return _etag(response, await services.records.create(tenant, kind, data))
+
+
+@router.post("/records/{kind}/bulk", status_code=status.HTTP_201_CREATED,
+             response_model=BulkCreated, max_body_size=BULK_MAX_BODY_BYTES,
+             responses=responses(Unauthorized, PayloadTooLarge))
+async def create_records(
+    kind: Kind, tenant: CurrentTenant, services: ServicesDep,
+    items: Annotated[list[dict[str, Any]], Body(
+        min_length=1, max_length=MAX_BULK_ITEMS,
+        description="Up to 1,000 record data objects: all are stored or none (a 422 lists "
+                    "every bad item; the body may be up to 16 MiB)")],
+) -> BulkCreated:
+    """Store many records of `kind` at once, all or nothing."""
+    return await services.records.create_many(tenant, kind, items)
+
+
+@router.get("/records", response_model=KindList, responses=responses(Unauthorized))
+async def list_kinds(tenant: CurrentTenant, services: ServicesDep) -> KindList:
+    """The kinds in use in the caller's organization, with their record counts."""
+    return await services.records.kinds(tenant)
+
+
+@router.get("/records/{kind}", response_model=RecordPage, responses=responses(Unauthorized))
+async def list_records(
+    kind: Kind, tenant: CurrentTenant, services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    after: Annotated[str | None, Query(max_length=2048,
+                                       description="The `next` of the previous page")] = None,
+    order: Annotated[Literal["asc", "desc"], Query(description="By creation time")] = "asc",
+) -> RecordPage:
+    """Records of `kind` by creation time, a page at a time (cursor stable under inserts)."""
+    return await services.records.list(tenant, kind, limit=limit, after=after,
+                                       descending=order == "desc")
+
+
+@router.post("/records/{kind}/query", response_model=RecordPage,
+             responses=responses(Unauthorized))
+async def query_records(kind: Kind, body: RecordQuery, tenant: CurrentTenant,
+                        services: ServicesDep) -> RecordPage:
+    """Records of `kind` matching a filter (a safe subset of MongoDB's), paged."""
+    return await services.records.query(tenant, kind, body)
+
+
+@router.get("/records/{kind}/{record_id}", response_model=Record,
+            responses=responses(Unauthorized, NotFound))
+async def get_record(kind: Kind, record_id: RecordId, tenant: CurrentTenant,
+                     services: ServicesDep, response: Response) -> Record:
+    """One record by id (404 for ids of other organizations, as for missing ones)."""
+    return _etag(response, await services.records.get(tenant, kind, record_id))
+
+
+@router.put("/records/{kind}/{record_id}", response_model=Record,
+            responses=responses(Unauthorized, NotFound, PreconditionFailed, PayloadTooLarge))
+async def replace_record(kind: Kind, record_id: RecordId, data: RecordData,
+                         tenant: CurrentTenant, services: ServicesDep, response: Response,
+                         if_match: IfMatch = None) -> Record:
+    """Replace a record's data; the version goes up by one."""
+    return _etag(response, await services.records.replace(
+        tenant, kind, record_id, data, if_match))
+
+
+@router.patch("/records/{kind}/{record_id}", response_model=Record,
+              responses=responses(Unauthorized, NotFound, PreconditionFailed, PayloadTooLarge,
+                                  Conflict))
+async def patch_record(
+    kind: Kind, record_id: RecordId, tenant: CurrentTenant, services: ServicesDep,
+    response: Response,
+    patch: Annotated[dict[str, Any], Body(
+        description="JSON merge patch (RFC 7396): null removes a field, objects merge",
+        media_type="application/merge-patch+json",
+        examples=[{"title": "Lead engineer", "phone": None}])],
+    if_match: IfMatch = None,
+) -> Record:
+    """Change part of a record's data with a JSON merge patch; the version goes up by one."""
+    return _etag(response, await services.records.patch(
+        tenant, kind, record_id, patch, if_match))
+
+
+@router.delete("/records/{kind}/{record_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=responses(Unauthorized, NotFound, PreconditionFailed))
+async def delete_record(kind: Kind, record_id: RecordId, tenant: CurrentTenant,
+                        services: ServicesDep, if_match: IfMatch = None) -> Response:
+    """Delete a record."""
+    await services.records.delete(tenant, kind, record_id, if_match)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/export", response_class=StreamingResponse, responses={
+    200: {"content": {"application/x-ndjson": {}},
+          "description": "An organization line, one line per record, then "
+                         "{\"type\": \"end\", \"records\": <count>}"},
+    **responses(Unauthorized)})
+async def export_organization(tenant: CurrentTenant, services: ServicesDep
+                              ) -> StreamingResponse:
+    """The organization's metadata and all its records as streamed NDJSON."""
+    filename = f"{tenant.collection_name}.ndjson"
+    return StreamingResponse(
+        await services.records.export(tenant), media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@router.get("/indexes", response_model=IndexList, responses=responses(Unauthorized))
+async def list_indexes(tenant: CurrentTenant, services: ServicesDep) -> IndexList:
+    """The secondary indexes the organization declared, ready or still building."""
+    return await services.records.list_indexes(tenant)
+
+
+@router.post("/indexes", status_code=status.HTTP_201_CREATED, response_model=IndexInfo,
+             responses={202: {"model": IndexInfo, "description": "Still building"},
+                        **responses(Unauthorized, Conflict)})
+async def create_index(body: IndexCreate, tenant: CurrentTenant, services: ServicesDep,
+                       response: Response) -> IndexInfo:
+    """Declare an index on data fields of one kind (at most MAX_INDEXES_PER_ORG). It builds
+    in the background: 201 when ready within INDEX_BUILD_WAIT_SECONDS, else 202."""
+    info = await services.records.create_index(tenant, body)
+    if info.state == "building":
+        response.status_code = status.HTTP_202_ACCEPTED
+    return info
+
+
+@router.delete("/indexes/{name}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=responses(Unauthorized, NotFound))
+async def drop_index(name: IndexName, tenant: CurrentTenant, services: ServicesDep
+                     ) -> Response:
+    """Drop a declared index."""
+    await services.records.drop_index(tenant, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -28,6 +28,17 @@ BODIES: list[tuple[str, str, dict[str, Any]]] = [
                             "new_organization_name": "Acme Two"}),
     ("DELETE", "/org/delete", {"organization_name": "Acme"}),
     ("POST", "/admin/login", {"email": "admin@acme.example.com", "password": "secure123"}),
+    ("POST", "/org/records/{kind}/query", {"filter": {"data_field": 1}}),
+    ("POST", "/org/indexes", {"name": "by_email", "kind": "employees",
+                              "fields": [{"path": "email", "order": 1}]}),
+]
+# Routes whose body IS the tenant's free-form record data: extra keys are data, stored under
+# `data`, and can never set the server-owned id, kind, version or timestamps.
+DATA_BODIES: list[tuple[str, str]] = [
+    ("POST", "/org/records/{kind}"),
+    ("POST", "/org/records/{kind}/bulk"),
+    ("PUT", "/org/records/{kind}/{record_id}"),
+    ("PATCH", "/org/records/{kind}/{record_id}"),
 ]
 
 
@@ -42,7 +53,35 @@ def test_every_body_route_is_covered() -> None:
 
     with_body = {(method, route.path) for route in api_routes(create_app())
                  if route.body_field is not None for method in route.methods}
-    assert with_body == {(method, path) for method, path, _ in BODIES}
+    assert with_body == {(method, path) for method, path, _ in BODIES} | set(DATA_BODIES)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "BULK"])
+async def test_record_bodies_cannot_set_server_owned_fields(
+        client: httpx.AsyncClient, acme: Org, method: str) -> None:
+    created = await client.post("/org/records/notes", headers=acme.auth, json={"x": 1})
+    record = created.json()
+    smuggled = {"id": "64b000000000000000000000", "kind": "salaries", "version": 99,
+                "created_at": "2000-01-01T00:00:00Z", "organization_id": "64b0" * 6}
+    if method == "POST":
+        response = await client.post("/org/records/notes", headers=acme.auth, json=smuggled)
+        expected_version = 1
+    elif method == "BULK":
+        response = await client.post("/org/records/notes/bulk", headers=acme.auth,
+                                     json=[smuggled])
+        assert response.status_code == 201, response.text
+        response = await client.get(f"/org/records/notes/{response.json()['ids'][0]}",
+                                    headers=acme.auth)
+        expected_version = 1
+    else:
+        response = await client.request(method, f"/org/records/notes/{record['id']}",
+                                        headers=acme.auth, json=smuggled)
+        expected_version = 2
+    assert response.status_code in (200, 201), response.text
+    stored = response.json()
+    assert stored["kind"] == "notes" and stored["version"] == expected_version
+    assert stored["id"] != smuggled["id"] and not stored["created_at"].startswith("2000")
+    assert stored["data"]["kind"] == "salaries"  # kept as the tenant's own data, nothing more
 
 
 @pytest.mark.parametrize(("method", "path", "body"), BODIES, ids=[p for _, p, _ in BODIES])
@@ -51,7 +90,7 @@ async def test_unknown_field_is_refused_and_nothing_changes(
         client: httpx.AsyncClient, master: Any, acme: Org, method: str, path: str,
         body: dict[str, Any], field: str) -> None:
     before = await snapshot(master)
-    response = await client.request(method, path, headers=acme.auth,
+    response = await client.request(method, path.format(kind="notes"), headers=acme.auth,
                                     json={**body, field: SMUGGLED[field]})
     assert response.status_code == 422, response.text
     problem = response.json()
@@ -65,5 +104,6 @@ async def test_unknown_field_is_refused_and_nothing_changes(
 async def test_the_same_bodies_without_extras_are_accepted(
         client: httpx.AsyncClient, acme: Org, method: str, path: str,
         body: dict[str, Any]) -> None:
-    response = await client.request(method, path, headers=acme.auth, json=body)
+    response = await client.request(method, path.format(kind="notes"), headers=acme.auth,
+                                    json=body)
     assert response.status_code in (200, 201), response.text

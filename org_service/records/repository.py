@@ -1,0 +1,135 @@
+"""All MongoDB access for tenant records.
+
+`RecordRepository.for_tenant` is the single way to a tenant's collection: it takes the
+collection name from the verified tenant context only, so no request can name another
+organization's data (and lifecycle checks, e.g. "collection being moved", hook in there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Any
+
+import pymongo
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from org_service.db import Document
+from org_service.tenancy import TenantContext
+
+log = logging.getLogger(__name__)
+
+USER_INDEX_PREFIX = "rx_"  # admin-declared indexes; never clashes with the defaults
+# Exports read in the order of the default kind + created_at index.
+EXPORT_SORT = [("kind", 1), ("created_at", 1), ("_id", 1)]
+IS_RECORD: Document = {"kind": {"$type": "string"}}
+
+
+class RecordRepository:
+    def __init__(self, db: AsyncDatabase[Document], *, max_time_ms: int,
+                 export_batch_size: int, index_build_timeout: int) -> None:
+        self.db = db
+        self.max_time_ms = max_time_ms
+        self.export_batch_size = export_batch_size
+        self.index_build_timeout = index_build_timeout
+
+    def for_tenant(self, tenant: TenantContext) -> TenantRecords:
+        return TenantRecords(self.db[tenant.collection_name], self)
+
+
+class TenantRecords:
+    """One tenant's records: every query filters on kind, every read has maxTimeMS."""
+
+    def __init__(self, collection: AsyncCollection[Document], repo: RecordRepository) -> None:
+        self.collection = collection
+        self.max_time_ms = repo.max_time_ms
+        self.export_batch_size = repo.export_batch_size
+        self.index_build_timeout = repo.index_build_timeout
+
+    async def insert(self, document: Document) -> None:
+        await self.collection.insert_one(document)
+
+    async def insert_all(self, documents: list[Document]) -> None:
+        """All or nothing: if the insert fails part-way, the ones written are removed."""
+        try:
+            await self.collection.insert_many(documents, ordered=True)
+        except BaseException:
+            ids = [doc["_id"] for doc in documents]
+            await asyncio.shield(self._remove(ids))
+            raise
+
+    async def _remove(self, ids: list[ObjectId]) -> None:
+        try:
+            await self.collection.delete_many({"_id": {"$in": ids}})
+        except Exception:
+            log.exception("could not undo a failed bulk insert of %d records into %s",
+                          len(ids), self.collection.name)
+
+    async def get(self, kind: str, record_id: ObjectId) -> Document | None:
+        return await self.collection.find_one({"_id": record_id, "kind": kind},
+                                              max_time_ms=self.max_time_ms)
+
+    async def set_data(self, kind: str, record_id: ObjectId, data: dict[str, Any],
+                       now: datetime, *, version: int | None) -> Document | None:
+        """Replace `data` and bump the version, atomically; with `version`, only if the
+        record is still at that version. None when nothing matched."""
+        query: Document = {"_id": record_id, "kind": kind}
+        if version is not None:
+            query["version"] = version
+        return await self.collection.find_one_and_update(
+            query, {"$set": {"data": data, "updated_at": now}, "$inc": {"version": 1}},
+            return_document=ReturnDocument.AFTER)
+
+    async def delete(self, kind: str, record_id: ObjectId, *, version: int | None) -> bool:
+        query: Document = {"_id": record_id, "kind": kind}
+        if version is not None:
+            query["version"] = version
+        result = await self.collection.delete_one(query)
+        return result.deleted_count == 1
+
+    async def find(self, query: Document, sort: list[tuple[str, int]], limit: int
+                   ) -> list[Document]:
+        cursor = self.collection.find(query, sort=sort, limit=limit,
+                                      max_time_ms=self.max_time_ms)
+        return await cursor.to_list(length=limit)
+
+    async def kinds(self) -> list[Document]:
+        cursor = await self.collection.aggregate(
+            [{"$match": IS_RECORD}, {"$group": {"_id": "$kind", "count": {"$sum": 1}}},
+             {"$sort": {"_id": 1}}],
+            maxTimeMS=self.max_time_ms)
+        return await cursor.to_list()
+
+    async def stream(self) -> AsyncGenerator[Document, None]:
+        """Every record, read `export_batch_size` at a time: the driver holds one batch.
+
+        No maxTimeMS here: a full export of a large tenant legitimately takes long."""
+        cursor = self.collection.find(IS_RECORD, sort=EXPORT_SORT,
+                                      batch_size=self.export_batch_size)
+        try:
+            async for document in cursor:
+                yield document
+        finally:
+            await cursor.close()
+
+    async def user_indexes(self) -> list[Document]:
+        cursor = await self.collection.list_indexes()
+        return [ix async for ix in cursor if str(ix["name"]).startswith(USER_INDEX_PREFIX)]
+
+    async def create_index(self, name: str, kind: str, keys: list[tuple[str, int]]) -> None:
+        # An index covers one kind only (queries always carry kind equality, so the planner
+        # can use it). MongoDB >= 4.2 builds hold an exclusive lock only at the start and
+        # end, and the await keeps the event loop free, so other requests go on meanwhile.
+        # The build may outlast socketTimeoutMS: it runs under its own operation timeout.
+        with pymongo.timeout(self.index_build_timeout):
+            await self.collection.create_index(
+                [("kind", 1), *keys], name=USER_INDEX_PREFIX + name,
+                partialFilterExpression={"kind": kind})
+
+    async def drop_index(self, name: str) -> None:
+        await self.collection.drop_index(USER_INDEX_PREFIX + name)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Path
+from pydantic import BaseModel, Field, StringConstraints
+
+from org_service.models import RequestModel
+from org_service.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+KIND_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+MAX_BULK_ITEMS = 1000
+# The bulk route's own body limit (the app-wide MAX_BODY_BYTES stays 1 MiB for every other
+# route). A route's limit is fixed when the route is declared, so this is a constant rather
+# than a setting: 1,000 records of 16 KiB on average, the size of MongoDB's largest document.
+BULK_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+Kind = Annotated[str, Path(pattern=KIND_PATTERN, description="Record kind, e.g. `employees`")]
+RecordId = Annotated[str, Path(max_length=64, description="The record id (24 hex digits)")]
+IndexName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+KindName = Annotated[str, StringConstraints(pattern=KIND_PATTERN)]
+
+
+class Record(BaseModel):
+    id: str
+    kind: str
+    data: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RecordPage(BaseModel):
+    items: list[Record]
+    next: str | None = Field(description="Cursor for the next page (pass as `after`); "
+                                         "null on the last page")
+
+
+class BulkCreated(BaseModel):
+    count: int
+    ids: list[str]
+
+
+class KindCount(BaseModel):
+    kind: str
+    count: int
+
+
+class KindList(BaseModel):
+    kinds: list[KindCount]
+
+
+class RecordQuery(RequestModel):
+    filter: dict[str, Any] = Field(
+        default_factory=dict,
+        description="MongoDB-style filter over data fields: $eq $ne $gt $gte $lt $lte $in $nin "
+                    "$exists $and $or $not, and $regex as an anchored literal prefix only",
+        examples=[{"department": "sales", "age": {"$gte": 30}}])
+    sort: dict[str, Any] | None = Field(
+        default=None, description="One of created_at, updated_at, id: 1 or -1",
+        examples=[{"created_at": -1}])
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    after: str | None = Field(default=None, max_length=2048)
+
+
+class IndexField(RequestModel):
+    path: str = Field(min_length=1, max_length=256, description="Dotted path into data")
+    order: Literal[1, -1] = 1
+
+
+class IndexCreate(RequestModel):
+    name: IndexName
+    kind: KindName
+    fields: list[IndexField] = Field(min_length=1, max_length=4)
+
+
+class IndexInfo(BaseModel):
+    name: str
+    kind: str
+    fields: list[IndexField]
+    state: Literal["ready", "building"]
+
+
+class IndexList(BaseModel):
+    indexes: list[IndexInfo]
+    limit: int

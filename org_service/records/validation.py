@@ -1,0 +1,90 @@
+"""The shape rules of record data: keys MongoDB can store and query safely, bounded depth,
+bounded encoded size.
+
+Keys starting with `$` would read as operators, `.` would split a key into a path, NUL
+ends a BSON key early; a depth bound keeps every walk over the data (here, in the merge
+patch, in the driver) far from Python's recursion limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bson
+from fastapi.exceptions import RequestValidationError
+
+from org_service.errors import PayloadTooLarge
+
+MAX_DEPTH = 20
+MAX_PROBLEMS = 20
+
+Loc = tuple[str | int, ...]
+
+
+def problem(loc: Loc, msg: str, kind: str = "value_error") -> dict[str, Any]:
+    return {"loc": list(loc), "msg": msg, "type": kind}
+
+
+def invalid(*problems: dict[str, Any]) -> RequestValidationError:
+    """A 422 listing each problem (rendered by the app's one validation error handler)."""
+    return RequestValidationError(list(problems))
+
+
+def key_problem(key: object) -> str | None:
+    if not isinstance(key, str):
+        return "field names must be strings"
+    if not key:
+        return "field names must not be empty"
+    if key.startswith("$"):
+        return f"field name {key[:64]!r} must not start with '$'"
+    if "." in key:
+        return f"field name {key[:64]!r} must not contain '.'"
+    if "\0" in key:
+        return "field names must not contain NUL characters"
+    return None
+
+
+def shape_problems(value: Any, loc: Loc, *, depth: int = 1) -> list[dict[str, Any]]:
+    """Every bad key and every nesting deeper than MAX_DEPTH under `value` (iterative, so
+    no input can exhaust the stack)."""
+    found: list[dict[str, Any]] = []
+    stack: list[tuple[Any, Loc, int]] = [(value, loc, depth)]
+    while stack and len(found) < MAX_PROBLEMS:
+        current, where, level = stack.pop()
+        if not isinstance(current, dict | list):
+            continue
+        if level > MAX_DEPTH:
+            found.append(problem(where, f"nesting deeper than {MAX_DEPTH} levels"))
+            continue
+        if isinstance(current, list):
+            stack.extend((item, (*where, i), level + 1) for i, item in enumerate(current))
+            continue
+        for key, item in current.items():
+            msg = key_problem(key)
+            if msg:
+                found.append(problem((*where, str(key)), msg))
+            else:
+                stack.append((item, (*where, key), level + 1))
+    return sorted(found, key=lambda p: [str(part) for part in p["loc"]])
+
+
+def check_shape(value: Any, loc: Loc) -> None:
+    found = shape_problems(value, loc)
+    if found:
+        raise invalid(*found)
+
+
+def size_problem(data: dict[str, Any], max_bytes: int, label: str) -> str | None:
+    """None when `data` encodes within `max_bytes`, else a message naming the biggest field."""
+    size = len(bson.encode(data))
+    if size <= max_bytes:
+        return None
+    biggest = max(data, key=lambda k: len(bson.encode({k: data[k]})))
+    return (f"{label} is {size} bytes as BSON, over the limit of {max_bytes} "
+            f"(MAX_RECORD_BYTES); its largest field is {biggest[:64]!r}")
+
+
+def check_size(data: dict[str, Any], max_bytes: int, label: str = "the record") -> None:
+    msg = size_problem(data, max_bytes, label)
+    if msg:
+        raise PayloadTooLarge(msg)

@@ -4,11 +4,12 @@
 
 The JSON files are what QA imports and what scripts/postman.sh runs with Newman; this script
 is their source, so edit here and regenerate (tests/postman checks the files match it). The
-Tenant records folder is filled when the app has the records routes.
+Idempotency-Key replays are included when POST /org/create takes that header.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
@@ -338,17 +339,41 @@ lifecycle = {"name": "Organizations: rename and delete", "item": [
 
 
 
-def has_records_routes() -> bool:
+IDEMPOTENCY_KEY = "postman-b-{{run_id}}"
+idempotent_replays = [
+    req("Create B again with the same Idempotency-Key → the first 201", "POST", "/org/create",
+        headers={"Idempotency-Key": IDEMPOTENCY_KEY},
+        body={"organization_name": B, "email": B_EMAIL, "password": PW}, tests=status(201) + [
+        'pm.test("the same organization, nothing new", () =>',
+        '  pm.expect(pm.response.json().id).to.eql(pm.collectionVariables.get("org_b_id")));']),
+    req("Same Idempotency-Key, another body → 422", "POST", "/org/create",
+        headers={"Idempotency-Key": IDEMPOTENCY_KEY},
+        body={"organization_name": B, "email": "other-b-{{run_id}}@example.com", "password": PW},
+        tests=error(422, "validation_error")),
+]
+
+
+def has_idempotency_keys() -> bool:
+    """Whether POST /org/create takes an Idempotency-Key header (crash-safe lifecycle)."""
     os.environ.setdefault("JWT_SECRET_KEY", secrets.token_urlsafe(48))
     sys.path.insert(0, str(ROOT))
     from org_service.main import app
 
-    return "/org/records/{kind}/{record_id}" in app.openapi()["paths"]
+    create = app.openapi()["paths"]["/org/create"]["post"]
+    return any(p["name"] == "Idempotency-Key" for p in create.get("parameters", []))
 
 
-def documents(with_records: bool) -> dict[str, str]:
+def documents(idempotency: bool) -> dict[str, str]:
     """File name → content of each file this script writes."""
-    records_folder = records if with_records else {"name": "Tenant records", "item": []}
+    organizations = copy.deepcopy(orgs)
+    if idempotency:
+        create_b, *rest = [item for item in organizations["item"]
+                           if item["name"] == "Create organization B"]
+        assert not rest
+        create_b["request"]["header"].append({"key": "Idempotency-Key",
+                                              "value": IDEMPOTENCY_KEY})
+        at = organizations["item"].index(create_b) + 1
+        organizations["item"][at:at] = idempotent_replays
     collection = {
         "info": {
             "name": "org_service",
@@ -358,7 +383,7 @@ def documents(with_records: bool) -> dict[str, str]:
                            "Each run uses fresh names, so reruns against a persistent database pass.",
             "schema": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json",
         },
-        "item": [health, orgs, auth, records_folder, audit, lifecycle],
+        "item": [health, organizations, auth, records, audit, lifecycle],
         "event": [
             {"listen": "prerequest", "script": js(
                 'if (!pm.collectionVariables.get("run_id")) {',
@@ -393,7 +418,7 @@ def documents(with_records: bool) -> dict[str, str]:
 
 
 def main() -> None:
-    for name, text in documents(has_records_routes()).items():
+    for name, text in documents(has_idempotency_keys()).items():
         (OUT / name).write_text(text)
         print(f"wrote postman/{name}")
 

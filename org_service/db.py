@@ -7,6 +7,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.monitoring import CommandListener
 
 from org_service.config import Settings
 
@@ -19,7 +20,8 @@ def utcnow() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def create_client(url: str, settings: Settings) -> AsyncMongoClient[Document]:
+def create_client(url: str, settings: Settings,
+                  listeners: list[CommandListener] | None = None) -> AsyncMongoClient[Document]:
     timeout = settings.MONGODB_TIMEOUT_MS
     return AsyncMongoClient(
         url,
@@ -31,6 +33,7 @@ def create_client(url: str, settings: Settings) -> AsyncMongoClient[Document]:
         connectTimeoutMS=timeout,
         socketTimeoutMS=timeout * 2,
         appname="org_service",
+        event_listeners=listeners or [],
     )
 
 

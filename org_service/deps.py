@@ -42,7 +42,9 @@ class Services:
     records: RecordService
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async although it never awaits: FastAPI runs a plain `def` dependency in the thread
+    # pool, a thread handoff on every request for one attribute read.
     services: Services = request.app.state.services
     return services
 

@@ -187,4 +187,8 @@ def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return _render(500, "internal_error", "Internal server error")
+        return internal_error_response()
+
+
+def internal_error_response() -> JSONResponse:
+    return _render(500, "internal_error", "Internal server error")

@@ -27,6 +27,8 @@ from org_service.db import Mongo, create_client
 from org_service.deps import Services
 from org_service.embedded import EmbeddedMongo
 from org_service.errors import install_error_handlers
+from org_service.observability import Metrics, ObservabilityMiddleware, configure_logging
+from org_service.observability import router as metrics_router
 from org_service.organizations import endpoints as organization_endpoints
 from org_service.organizations.lifecycle import LifecycleManager
 from org_service.organizations.repository import (
@@ -131,6 +133,8 @@ class OrgServiceAPI(FastAPI):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -143,7 +147,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("MONGODB_URL is not set: started embedded SecantusDB on port %s with "
                         "data in %s (development only; it stops with the API)",
                         embedded.port, data_dir)
-        mongo = Mongo(create_client(url, settings), settings.MASTER_DB_NAME)
+        mongo = Mongo(create_client(url, settings, [metrics.command_listener]),
+                      settings.MASTER_DB_NAME)
         services = build_services(settings, mongo)
         app.state.services = services
         recovered = asyncio.Event()
@@ -168,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         max_body_size=settings.MAX_BODY_BYTES,
     )
+    app.state.metrics = metrics
     install_error_handlers(app, retry_after=settings.RETRY_AFTER_SECONDS)
     if settings.cors_origins:
         app.add_middleware(
@@ -182,6 +188,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(record_endpoints.router)
     app.include_router(audit_endpoints.router)
     app.include_router(health.router)
+    app.include_router(metrics_router)
+    # Added last, so it runs outermost of the user middleware: it sees every request and
+    # stamps its id on every answer, CORS preflights included.
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app
 
 

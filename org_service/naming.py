@@ -7,6 +7,7 @@ unique index arbitrates, and the collection is always ``org_<slug>``.
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
@@ -24,7 +25,10 @@ def _allowed(char: str) -> bool:
     return category[0] in "LM" or category == "Nd" or char in _PUNCTUATION
 
 
+@lru_cache(maxsize=4096)
 def slug_of(name: str) -> str:
+    # Cached: python-slugify's transliteration costs tens of microseconds, and each lookup
+    # by name computes it twice (validation, then the query).
     return slugify(name, separator="_", max_length=SLUG_MAX, word_boundary=False)
 
 

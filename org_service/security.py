@@ -1,7 +1,8 @@
 """One password hasher and one token codec.
 
-bcrypt is deliberately slow, so it always runs in the thread pool: on the event loop one
-login would stall every other request for the length of a hash.
+bcrypt is deliberately slow, so it always runs in worker threads: on the event loop one
+login would stall every other request for the length of a hash. At most cores - 1 hashes
+run at once, so a burst of logins cannot take the core the event loop needs.
 """
 
 from __future__ import annotations
@@ -9,14 +10,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio.to_thread
 import bcrypt
 import jwt
-from starlette.concurrency import run_in_threadpool
 
 from org_service.errors import Unauthorized
 
@@ -32,23 +34,36 @@ def _prehash(password: str) -> bytes:
     return base64.b64encode(digest)
 
 
+def _hashing_threads() -> int:
+    # Hashes beyond cores - 1 would not finish sooner, only take the event loop's core:
+    # with every core hashing, /health and every other request wait in the run queue.
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 class PasswordHasher:
     def __init__(self, rounds: int) -> None:
         self.rounds = rounds
         self._dummy_hash: bytes | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
 
     def _hash(self, password: str) -> str:
         return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(self.rounds)).decode()
 
+    async def _in_thread(self, func: Any, *args: Any) -> Any:
+        if self._limiter is None:  # created lazily: it belongs to the running event loop
+            self._limiter = anyio.CapacityLimiter(_hashing_threads())
+        return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+
     async def hash(self, password: str) -> str:
-        return await run_in_threadpool(self._hash, password)
+        hashed: str = await self._in_thread(self._hash, password)
+        return hashed
 
     async def verify(self, password: str, password_hash: str | None) -> bool:
         """Check a password; with no hash (unknown account), burn the same time and fail."""
         if self._dummy_hash is None:
             self._dummy_hash = (await self.hash("dummy password for timing")).encode()
         target = password_hash.encode() if password_hash else self._dummy_hash
-        ok = await run_in_threadpool(bcrypt.checkpw, _prehash(password), target)
+        ok: bool = await self._in_thread(bcrypt.checkpw, _prehash(password), target)
         return ok and password_hash is not None
 
 

@@ -6,3 +6,5 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== pytest"
 .venv/bin/python -m pytest "$@"
+echo "== postman (newman)"
+bash scripts/postman.sh

@@ -6,8 +6,6 @@ Entries carry names, ids and error codes only: never a password, a hash or a tok
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,13 +20,11 @@ from org_service.audit.schemas import AuditAction, AuditEntry, AuditOutcome, Aud
 from org_service.db import Document, utcnow
 from org_service.deps import Services, get_services
 from org_service.errors import Forbidden, ServiceError
+from org_service.observability import accepted_request_id
 from org_service.organizations.repository import object_id
 from org_service.pagination import CursorCodec, Pager, SortOrder
 
 log = logging.getLogger(__name__)
-# A client-chosen request id is kept only if it is short and plain, so it cannot smuggle
-# anything into logs or the audit trail.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 TARGET_MAX = 200
 
 
@@ -39,11 +35,9 @@ class RequestInfo:
 
 
 def request_info(request: Request) -> RequestInfo:
-    # A request-id middleware, when installed, has already chosen the id for this request.
-    request_id = getattr(request.state, "request_id", None)
-    if not request_id:
-        header = request.headers.get("X-Request-ID", "")
-        request_id = header if _REQUEST_ID.fullmatch(header) else uuid.uuid4().hex
+    # The observability middleware has already chosen the id for this request (and echoed it).
+    request_id = getattr(request.state, "request_id", None) or accepted_request_id(
+        request.headers.get("X-Request-ID"))
     # Behind a reverse proxy this is the proxy unless uvicorn runs with --proxy-headers.
     address = request.client.host if request.client else None
     return RequestInfo(client_address=address, request_id=str(request_id))
@@ -153,8 +147,9 @@ class Auditor:
                           organization_id=event.organization_id, target=event.target)
 
 
-def get_auditor(request: Request,
-                services: Annotated[Services, Depends(get_services)]) -> Auditor:
+async def get_auditor(request: Request,
+                      services: Annotated[Services, Depends(get_services)]) -> Auditor:
+    # async so FastAPI calls it on the event loop, not through a thread-pool handoff.
     return Auditor(services.audit, request_info(request))
 
 

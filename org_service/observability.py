@@ -1,0 +1,214 @@
+"""Request logs, request ids and Prometheus metrics.
+
+One pure ASGI middleware (no BaseHTTPMiddleware: it adds a task and a stream per request)
+stamps every request with an id, times it, counts it and writes one JSON log line.
+PyMongo's command monitoring feeds the database latency histogram; `/metrics` exposes it all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from pymongo import monitoring
+from pymongo.errors import PyMongoError
+from pythonjsonlogger.json import JsonFormatter
+
+from org_service.deps import ServicesDep
+from org_service.errors import internal_error_response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Ids from clients and proxies are echoed into headers and logs: bounded, no spaces or
+# control characters, so they can neither split a header nor forge a log field.
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+=/-]{0,127}")
+# Unmatched paths share one label: a scanner must not create one time series per URL.
+UNMATCHED_ROUTE = "<unmatched>"
+access_log = logging.getLogger("org_service.access")
+log = logging.getLogger(__name__)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """JSON lines on stdout for everything the `org_service` loggers say (idempotent)."""
+    logger = logging.getLogger("org_service")
+    logger.setLevel(level)
+    if not any(getattr(h, "_org_service_json", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(json_formatter())
+        handler._org_service_json = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+def json_formatter() -> JsonFormatter:
+    return JsonFormatter("{asctime}{levelname}{name}{message}", style="{",
+                         rename_fields={"asctime": "time", "levelname": "level",
+                                        "name": "logger"})
+
+
+def accepted_request_id(value: str | None) -> str:
+    """The caller's X-Request-ID when it is sane, else a fresh one."""
+    if value is not None and _VALID_REQUEST_ID.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+class Metrics:
+    """This app's Prometheus registry (one per app, so tests may build several apps)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("method", "route", "status")
+        self.requests = Counter("http_requests", "HTTP requests answered", labels,
+                                registry=self.registry)
+        self.latency = Histogram("http_request_duration_seconds",
+                                 "Time from request to the end of the response", labels,
+                                 registry=self.registry)
+        self.db_latency = Histogram(
+            "mongodb_command_duration_seconds", "MongoDB command round trips",
+            ("command", "outcome"),
+            buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10),
+            registry=self.registry)
+        self.organizations = Gauge("organizations", "Organizations in the master database",
+                                   registry=self.registry)
+        ProcessCollector(registry=self.registry)
+        self.command_listener = CommandMetrics(self.db_latency)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            # Label lookups lock and hash every call; routes x methods x statuses is small.
+            labels = (method, route, str(status))
+            children = self._children[key] = (self.requests.labels(*labels),
+                                              self.latency.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    async def refresh_organizations(self, count: Callable[[], Awaitable[int]]) -> None:
+        # Counted at scrape time (scrapes come every few seconds at most; the count is one
+        # command), so the gauge is never stale.
+        try:
+            self.organizations.set(await count())
+        except PyMongoError as exc:
+            # Metrics matter most during an outage: serve the rest, keep the last count.
+            log.warning("organizations count failed: %s", exc)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class CommandMetrics(monitoring.CommandListener):
+    """PyMongo command monitoring → the database latency histogram."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass  # the succeeded/failed events carry the duration
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self.histogram.labels(event.command_name, "ok").observe(event.duration_micros / 1e6)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.histogram.labels(event.command_name, "error").observe(event.duration_micros / 1e6)
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    return str(getattr(route, "path", UNMATCHED_ROUTE)) if route is not None else UNMATCHED_ROUTE
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class ObservabilityMiddleware:
+    """Request id in and out, one JSON log line and the request metrics per HTTP request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = accepted_request_id(_header(scope, b"x-request-id"))
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # The server-error handler outside this middleware would answer without our
+            # header: answer here, then let the exception go on to be logged.
+            if not response_started:
+                await internal_error_response()(scope, receive, send_with_id)
+            raise
+        finally:
+            self._record(scope, state, request_id, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, state: dict[str, Any], request_id: str, status: int,
+                seconds: float) -> None:
+        method = scope["method"]
+        route = _route_template(scope)
+        self.metrics.observe_request(method, route, status, seconds)
+        tenant = state.get("tenant")
+        access_log.info("request", extra={
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "organization_id": getattr(tenant, "organization_id", None),
+            "request_id": request_id,
+        })
+
+
+router = APIRouter(tags=["Health"])
+
+
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
+                             "description": "Prometheus text exposition"}})
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    """Prometheus metrics: requests, latencies, database command latency, organizations."""
+    registry: Metrics = request.app.state.metrics
+    await registry.refresh_organizations(services.organizations.count_active)
+    return Response(registry.exposition(), media_type=CONTENT_TYPE_LATEST)

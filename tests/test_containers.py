@@ -1,0 +1,149 @@
+"""The container files, checked as far as a machine without a Docker engine allows:
+their structure, `docker compose config` where the compose CLI exists, and the image's own
+start command and health check run against the test database."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from org_service.embedded import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(instruction, arguments) pairs, continuation lines joined, comments dropped."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    pairs = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            instruction, _, rest = line.partition(" ")
+            pairs.append((instruction.upper(), rest.strip()))
+    return pairs
+
+
+def _final_stage() -> list[tuple[str, str]]:
+    pairs = _dockerfile()
+    last_from = max(i for i, (ins, _) in enumerate(pairs) if ins == "FROM")
+    return pairs[last_from:]
+
+
+def _exec_form(instruction: str) -> list[str]:
+    [args] = [rest for ins, rest in _final_stage() if ins == instruction]
+    if instruction == "HEALTHCHECK":
+        args = args[args.index("CMD ") + 4:]
+    command = json.loads(args)
+    assert isinstance(command, list) and all(isinstance(a, str) for a in command)
+    return command
+
+
+def test_dockerfile_is_multi_stage_slim_non_root_with_healthcheck() -> None:
+    pairs = _dockerfile()
+    bases = [rest.split()[0] for ins, rest in pairs if ins == "FROM"]
+    assert len(bases) >= 2, "multi-stage: a build stage and a runtime stage"
+    assert all(base.endswith("-slim") for base in bases), bases
+    final = _final_stage()
+    users = [rest for ins, rest in final if ins == "USER"]
+    assert users and users[-1] not in {"root", "0", "0:0"}
+    assert any(ins == "COPY" and rest.startswith("--from=") for ins, rest in final)
+    assert "/health" in " ".join(_exec_form("HEALTHCHECK"))
+    # The embedded development database (GPL-2.0) stays out of the image.
+    assert "embedded" not in " ".join(rest for ins, rest in pairs if ins == "RUN")
+
+
+def test_compose_runs_mongo8_replica_set_and_api_after_its_health() -> None:
+    compose: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mongo, api = compose["services"]["mongo"], compose["services"]["api"]
+
+    assert mongo["image"].split(":")[1].split(".")[0] == "8"
+    assert "--replSet" in mongo["command"]
+    volume = mongo["volumes"][0].split(":")[0]
+    assert volume in compose["volumes"], "a named volume, not a bind mount"
+    assert mongo["healthcheck"]["test"][0] == "CMD"
+    assert "rs.initiate" in " ".join(mongo["healthcheck"]["test"])
+
+    assert api["build"] == "."
+    assert api["env_file"] == ".env"
+    assert api["depends_on"]["mongo"]["condition"] == "service_healthy"
+    url = api["environment"]["MONGODB_URL"]
+    assert url.startswith("mongodb://mongo:27017/") and "replicaSet=" in url
+
+
+def _compose_cli() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True,
+                                 check=False).returncode == 0:
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+def test_compose_file_is_accepted_by_the_compose_cli_when_installed(tmp_path: Path) -> None:
+    # No engine is needed to render the configuration; the CLI itself may be absent
+    # (then the structural test above is the check).
+    cli = _compose_cli()
+    if cli is None:
+        return
+    for name in ("docker-compose.yml", "Dockerfile"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / ".env").write_text(f"JWT_SECRET_KEY={secrets.token_urlsafe(48)}\n")
+    rendered = subprocess.run([*cli, "config", "--format", "json"], cwd=tmp_path,
+                              capture_output=True, text=True, check=True, timeout=60)
+    config = json.loads(rendered.stdout)
+    assert config["services"]["api"]["depends_on"]["mongo"]["condition"] == "service_healthy"
+    assert "JWT_SECRET_KEY" in config["services"]["api"]["environment"]
+
+
+def test_image_command_and_healthcheck_run_the_app(mongo_url: str, tmp_path: Path) -> None:
+    command = _exec_form("CMD")
+    assert command[0] == "uvicorn" and "--port" in command and "--host" in command
+    port = free_port()
+    command[command.index("--port") + 1] = str(port)
+    command[command.index("--host") + 1] = "127.0.0.1"
+    # --proxy-headers etc. stay as the image has them; only the address changes.
+    command[0] = str(Path(sys.executable).with_name("uvicorn"))
+    env = {**os.environ, "MONGODB_URL": mongo_url, "MASTER_DB_NAME": "container_check",
+           "JWT_SECRET_KEY": secrets.token_urlsafe(48), "BCRYPT_ROUNDS": "4"}
+    log = tmp_path / "api.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10).status_code == 200
+        healthcheck = [part.replace(":8000/", f":{port}/") for part in _exec_form("HEALTHCHECK")]
+        healthcheck[0] = sys.executable
+        assert subprocess.run(healthcheck, timeout=30, check=False).returncode == 0
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    # Logs are JSON lines (one per request), not uvicorn's plain access log.
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert {"route": "/health", "status": 200} in [
+        {k: line.get(k) for k in ("route", "status")} for line in lines]
+    # A graceful stop: uvicorn finishes the lifespan, then re-raises the SIGTERM it caught.
+    assert process.returncode in (0, -signal.SIGTERM), shlex.join(command)
+    assert "Application shutdown complete" in log.read_text()

@@ -20,10 +20,10 @@ from org_service.embedded import EmbeddedMongo
 os.environ.setdefault("JWT_SECRET_KEY", secrets.token_urlsafe(48))
 os.environ.setdefault("BCRYPT_ROUNDS", "4")
 os.environ.setdefault("MASTER_DB_NAME", "org_service_test")
-os.environ.setdefault("MONGODB_TIMEOUT_MS", "3000")
+os.environ.setdefault("MONGODB_TIMEOUT_MS", "20000")
 # Room for a 1,000-record bulk write on a loaded 2-core machine; lifecycle tests that need
 # the fence short run apps of their own with their own settings.
-os.environ.setdefault("TENANT_REQUEST_TIMEOUT_MS", "8000")
+os.environ.setdefault("TENANT_REQUEST_TIMEOUT_MS", "20000")
 
 
 @pytest.fixture(scope="session")

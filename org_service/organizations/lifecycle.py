@@ -57,6 +57,7 @@ STARTED, CLAIMED, COLLECTION, FENCED, SETTLING, DONE = (
     "started", "claimed", "collection", "fenced", "settling", "done")
 # Clock slack between the marking process and the one settling.
 FENCE_MARGIN = timedelta(milliseconds=250)
+CLAIM_PATIENCE = timedelta(seconds=5)
 DONE_KEPT = timedelta(days=1)
 
 
@@ -156,8 +157,8 @@ class LifecycleManager:
         holder = await self.claims.owner(slug)
         op = await self.journal.for_organization(holder["organization_id"]) if holder else None
         # The holder's rename or delete may have answered already while its settling task
-        # has not started yet: give it a moment to get there.
-        deadline = utcnow() + self.fence
+        # has not started yet (on a loaded machine, a while): give it time to get there.
+        deadline = utcnow() + self.fence + CLAIM_PATIENCE
         while op is not None and op["phase"] != SETTLING and utcnow() < deadline:
             await asyncio.sleep(0.05)
             op = await self.journal.for_organization(op["organization_id"])

@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 USER_INDEX_PREFIX = "rx_"  # admin-declared indexes; never clashes with the defaults
 # Exports read in the order of the default kind + created_at index.
 EXPORT_SORT = [("kind", 1), ("created_at", 1), ("_id", 1)]
-IS_RECORD: Document = {"kind": {"$type": "string"}}
+# What the records API wrote; anything else in the collection (say, written there by hand)
+# is not a record and is never served as one.
+IS_RECORD: Document = {"kind": {"$type": "string"}, "data": {"$type": "object"},
+                       "version": {"$type": ["int", "long"]}}
 
 
 class RecordRepository:
@@ -76,7 +79,7 @@ class TenantRecords:
                           len(ids), self.collection.name)
 
     async def get(self, kind: str, record_id: ObjectId) -> Document | None:
-        return await self.collection.find_one({"_id": record_id, "kind": kind},
+        return await self.collection.find_one({"_id": record_id, **IS_RECORD, "kind": kind},
                                               max_time_ms=self.max_time_ms)
 
     async def set_data(self, kind: str, record_id: ObjectId, data: dict[str, Any],

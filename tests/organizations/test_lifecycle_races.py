@@ -175,9 +175,10 @@ async def test_the_write_deadline_does_not_cut_long_reads(
     # Only writes must end by the deadline (200 ms here); an export of a large tenant
     # legitimately streams for longer and must arrive whole.
     async with running(lifecycle_settings) as app:
-        _, auth = await org_with_docs(app, lifecycle_db, "Acme", 0)
+        # Its own name: a blocked write of an earlier test may still land in "org_acme".
+        _, auth = await org_with_docs(app, lifecycle_db, "Exporter", 0)
         now = datetime.now(UTC)
-        await lifecycle_db["org_acme"].insert_many([
+        await lifecycle_db["org_exporter"].insert_many([
             {"kind": "note", "data": {"i": i, "pad": "x" * 400}, "version": 1,
              "created_at": now, "updated_at": now} for i in range(6000)])
         started = asyncio.get_running_loop().time()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import httpx
 import pytest
@@ -202,3 +204,16 @@ async def test_concurrent_patches_without_if_match_lose_no_update(
     current = (await client.get(url, headers=org.auth)).json()
     assert current["data"] == {f"field{n}": n for n in applied}
     assert current["version"] == 1 + len(applied)
+
+
+async def test_documents_not_written_as_records_are_never_served_as_records(
+        client: httpx.AsyncClient, master: Any) -> None:
+    org = await create_org(client, "Acme")
+    stray = await master[org.collection_name].insert_one({"kind": "notes", "text": "by hand"})
+    got = await client.get(f"/org/records/notes/{stray.inserted_id}", headers=org.auth)
+    assert got.status_code == 404
+    kinds = await client.get("/org/records", headers=org.auth)
+    assert kinds.status_code == 200 and "notes" not in kinds.text
+    export = await client.get("/org/export", headers=org.auth)
+    assert export.status_code == 200
+    assert json.loads(export.text.strip().split("\n")[-1]) == {"type": "end", "records": 0}

@@ -42,9 +42,12 @@ def loads(body: bytes) -> Any:
     def reject_constant(name: str) -> Any:
         raise json.JSONDecodeError(f"{name} is not valid JSON", text, 0)
 
-    return json.loads(
-        text, parse_float=parse_float, parse_int=parse_int, parse_constant=reject_constant
-    )
+    try:
+        return json.loads(
+            text, parse_float=parse_float, parse_int=parse_int, parse_constant=reject_constant
+        )
+    except RecursionError:
+        raise json.JSONDecodeError("JSON is nested too deeply", "", 0) from None
 
 
 class StrictJSONRequest(Request):

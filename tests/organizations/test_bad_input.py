@@ -74,6 +74,13 @@ async def test_non_finite_and_huge_numbers(client: httpx.AsyncClient, master,
     assert error["errors"][0]["type"] == "json_invalid"
 
 
+async def test_absurdly_nested_json_is_422(client: httpx.AsyncClient, master) -> None:
+    raw = b"[" * 100_000 + b"]" * 100_000
+    error = await _assert_rejected(await client.post(
+        "/org/create", content=raw, headers={"Content-Type": "application/json"}), master)
+    assert "nested too deeply" in error["errors"][0]["msg"]
+
+
 async def test_body_over_one_mebibyte_is_413(client: httpx.AsyncClient, master) -> None:
     raw = b'{"organization_name": "' + b"a" * (1024 * 1024 + 10) + b'"}'
     await _assert_rejected(await client.post(

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from org_service.organizations.service import OrganizationService
     from org_service.records.service import RecordService
     from org_service.security import PasswordHasher, TokenCodec
+    from org_service.tenancy import CollectionHints
 
 
 @dataclass(slots=True)
@@ -40,6 +41,7 @@ class Services:
     login_throttle: LoginThrottle
     audit: AuditLog
     records: RecordService
+    collection_hints: CollectionHints
 
 
 async def get_services(request: Request) -> Services:

@@ -44,6 +44,7 @@ from org_service.records import endpoints as record_endpoints
 from org_service.records.repository import RecordRepository
 from org_service.records.service import RecordService
 from org_service.security import PasswordHasher, TokenCodec
+from org_service.tenancy import CollectionHints
 
 log = logging.getLogger("org_service")
 
@@ -84,6 +85,7 @@ def build_services(settings: Settings, mongo: Mongo) -> Services:
             mongo.master, max_time_ms=settings.QUERY_MAX_TIME_MS,
             export_batch_size=settings.EXPORT_BATCH_SIZE,
             index_build_timeout=settings.INDEX_BUILD_TIMEOUT_SECONDS), settings, cursors),
+        collection_hints=CollectionHints(),
     )
 
 

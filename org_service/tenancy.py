@@ -21,10 +21,50 @@ from org_service.audit.service import Auditor, CurrentAuditor
 from org_service.db import Document
 from org_service.deps import Services, get_services
 from org_service.errors import Forbidden, TenantBusy, Unauthorized
-from org_service.organizations.repository import ACTIVE, RENAMING
+from org_service.organizations.repository import ACTIVE, RENAMING, object_id
 from org_service.security import TokenClaims
 
 bearer = HTTPBearer(auto_error=False, description="The access token from /admin/login")
+
+
+class CollectionHints:
+    """The collection each organization's records were last seen in, so that a record read
+    can ride along with the tenant lookup (one round trip instead of two). Only ever a
+    hint: the lookup returns the organization's collection of the moment, and a read made
+    against a stale hint (the organization was renamed meanwhile) is thrown away."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._names: dict[str, str] = {}
+
+    def get(self, organization_id: str) -> str | None:
+        return self._names.get(organization_id)
+
+    def remember(self, organization_id: str, collection_name: str) -> None:
+        if self._names.get(organization_id) == collection_name:
+            return
+        if len(self._names) >= self.capacity:
+            del self._names[next(iter(self._names))]  # the oldest; a miss only costs a read
+        self._names[organization_id] = collection_name
+
+
+class Prefetched:
+    """One read of the tenant's collection made along with the tenant lookup; served once,
+    and only to the same read of the same collection."""
+
+    __slots__ = ("_served", "collection", "document", "query")
+
+    def __init__(self, collection: str, query: Document, document: Document | None) -> None:
+        self.collection = collection
+        self.query = query
+        self.document = document
+        self._served = False
+
+    def serve(self, collection: str, query: Document) -> tuple[bool, Document | None]:
+        if self._served or collection != self.collection or query != self.query:
+            return False, None
+        self._served = True
+        return True, self.document
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +74,7 @@ class TenantContext:
     organization: Document
     # Monotonic time by which this request's writes to the tenant collection must be over.
     write_deadline: float = math.inf
+    prefetched: Prefetched | None = None
 
     @contextmanager
     def write_window(self) -> Iterator[None]:
@@ -80,25 +121,35 @@ async def get_tenant_context(
 
 async def resolve_tenant(request: Request, services: Services,
                          credentials: HTTPAuthorizationCredentials | None, auditor: Auditor,
-                         x_organization_id: str | None) -> TenantContext:
+                         x_organization_id: str | None,
+                         prefetch: Document | None = None) -> TenantContext:
+    """Token -> admin -> organization, checked; `prefetch` is a query on the tenant's
+    collection to run in the same round trip (see CollectionHints)."""
     # Taken before the organization is read: if it is not marked "renaming" yet, the rename
     # that marks it next settles only after this deadline has passed.
     write_deadline = time.monotonic() + services.settings.TENANT_REQUEST_TIMEOUT_MS / 1000
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Missing bearer token")
     claims = services.tokens.decode(credentials.credentials)
-    admin = await services.admins.get(claims.admin_id)
+    admin_id = object_id(claims.admin_id)
+    hint = services.collection_hints.get(claims.organization_id) if prefetch else None
+    found = admin_id and await services.admins.with_organization(
+        admin_id, also=(hint, prefetch) if hint and prefetch else None)
     # A changed password or email bumps the admin's token version: older tokens die at once.
-    if (admin is None or admin.get("token_version") != claims.version
-            or str(admin["organization_id"]) != claims.organization_id):
+    if (not found or found.admin.get("token_version") != claims.version
+            or str(found.admin["organization_id"]) != claims.organization_id):
         raise Unauthorized()
-    organization = await services.organizations.get(admin["organization_id"], active_only=False)
+    organization = found.organization
     if organization is not None and organization["state"] == RENAMING:
         raise TenantBusy(str(organization["_id"]))
     if organization is None or organization["state"] != ACTIVE:
         raise Unauthorized()
-    tenant = TenantContext(claims=claims, admin=admin, organization=organization,
-                           write_deadline=write_deadline)
+    collection_name = organization["collection_name"]
+    services.collection_hints.remember(claims.organization_id, collection_name)
+    prefetched = (Prefetched(hint, prefetch, found.also)
+                  if prefetch and hint == collection_name else None)
+    tenant = TenantContext(claims=claims, admin=found.admin, organization=organization,
+                           write_deadline=write_deadline, prefetched=prefetched)
     request.state.tenant = tenant
     await check_organization_header(auditor, x_organization_id, claims, tenant.admin_id)
     return tenant

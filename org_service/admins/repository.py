@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -12,6 +13,12 @@ from pymongo.errors import DuplicateKeyError
 from org_service.db import Document, utcnow
 from org_service.models import email_key
 from org_service.organizations.repository import object_id
+
+
+class AdminWithOrganization(NamedTuple):
+    admin: Document
+    organization: Document | None
+    also: Document | None
 
 
 class AdminRepository:
@@ -45,6 +52,33 @@ class AdminRepository:
         if oid is None:
             return None
         return await self.collection.find_one({"_id": oid})
+
+    async def with_organization(self, admin_id: ObjectId,
+                                also: tuple[str, Document] | None = None
+                                ) -> AdminWithOrganization | None:
+        """The admin (without the password hash) and, as `organization`, its organization
+        (None if gone), in one round trip: every authenticated request starts here.
+
+        `also` = (collection, filter) reads one document of another collection of this
+        database in the same command, as `also` (None if there is none)."""
+        pipeline: list[Document] = [
+            {"$match": {"_id": admin_id}},
+            {"$project": {"password_hash": 0}},
+            {"$lookup": {"from": "organizations", "localField": "organization_id",
+                         "foreignField": "_id", "as": "organization"}},
+        ]
+        if also is not None:
+            collection, query = also
+            pipeline.append({"$lookup": {"from": collection, "as": "also",
+                                         "pipeline": [{"$match": query}, {"$limit": 1}]}})
+        cursor = await self.collection.aggregate(pipeline)
+        found = await cursor.to_list(1)
+        if not found:
+            return None
+        admin = found[0]
+        organization = next(iter(admin.pop("organization")), None)
+        return AdminWithOrganization(admin, organization,
+                                     next(iter(admin.pop("also", ())), None))
 
     async def get_by_email(self, email: str) -> Document | None:
         return await self.collection.find_one({"email_key": email_key(email)})

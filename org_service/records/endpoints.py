@@ -16,6 +16,7 @@ from org_service.errors import (
     responses,
 )
 from org_service.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from org_service.records.access import TenantReadingRecord
 from org_service.records.schemas import (
     BULK_MAX_BODY_BYTES,
     MAX_BULK_ITEMS,
@@ -102,7 +103,7 @@ async def query_records(kind: Kind, body: RecordQuery, tenant: CurrentTenant,
 
 @router.get("/records/{kind}/{record_id}", response_model=Record,
             responses=responses(Unauthorized, NotFound))
-async def get_record(kind: Kind, record_id: RecordId, tenant: CurrentTenant,
+async def get_record(kind: Kind, record_id: RecordId, tenant: TenantReadingRecord,
                      services: ServicesDep, response: Response) -> Record:
     """One record by id (404 for ids of other organizations, as for missing ones)."""
     return _etag(response, await services.records.get(tenant, kind, record_id))

@@ -33,6 +33,11 @@ IS_RECORD: Document = {"kind": {"$type": "string"}, "data": {"$type": "object"},
                        "version": {"$type": ["int", "long"]}}
 
 
+def by_id(kind: str, record_id: ObjectId) -> Document:
+    # The kind last: it replaces IS_RECORD's "any string" with this one.
+    return {"_id": record_id, **IS_RECORD, "kind": kind}
+
+
 class RecordRepository:
     def __init__(self, db: AsyncDatabase[Document], *, max_time_ms: int,
                  export_batch_size: int, index_build_timeout: int) -> None:
@@ -53,6 +58,7 @@ class TenantRecords:
                  tenant: TenantContext) -> None:
         self.collection = collection
         self.write_window = tenant.write_window
+        self.prefetched = tenant.prefetched
         self.max_time_ms = repo.max_time_ms
         self.export_batch_size = repo.export_batch_size
         self.index_build_timeout = repo.index_build_timeout
@@ -79,8 +85,12 @@ class TenantRecords:
                           len(ids), self.collection.name)
 
     async def get(self, kind: str, record_id: ObjectId) -> Document | None:
-        return await self.collection.find_one({"_id": record_id, **IS_RECORD, "kind": kind},
-                                              max_time_ms=self.max_time_ms)
+        query = by_id(kind, record_id)
+        if self.prefetched is not None:
+            served, document = self.prefetched.serve(self.collection.name, query)
+            if served:
+                return document
+        return await self.collection.find_one(query, max_time_ms=self.max_time_ms)
 
     async def set_data(self, kind: str, record_id: ObjectId, data: dict[str, Any],
                        now: datetime, *, version: int | None) -> Document | None:

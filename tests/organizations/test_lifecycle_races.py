@@ -160,7 +160,7 @@ async def test_a_tenant_request_cannot_outlive_its_deadline(
         _, auth = await org_with_docs(app, lifecycle_db, "Acme", 0)
         assert (await app.http.post("/probe/write", headers=auth)).status_code == 200
         loop = asyncio.get_running_loop()
-        for stalled in ("find", "insert"):
+        for stalled in ("aggregate", "insert"):  # the tenant lookup, the write
             async with failing(raw_client, stalled, code=None, block_ms=3000):
                 started = loop.time()
                 response = await app.http.post("/probe/write", headers=auth)

@@ -122,7 +122,7 @@ async def test_empty_export_and_database_down_before_the_stream(
     assert [json.loads(line)["type"] for line in empty.text.splitlines()] == [
         "organization", "end"]
     await raw_client.admin.command({
-        "configureFailPoint": "failCommand", "mode": {"skip": 2},  # after the tenant lookups
+        "configureFailPoint": "failCommand", "mode": "alwaysOn",  # not the lookup (aggregate)
         "data": {"failCommands": ["find"], "errorCode": 6}})
     try:
         down = await client.get("/org/export", headers=org.auth)

@@ -176,7 +176,7 @@ async def test_query_runs_with_max_time_ms(client: httpx.AsyncClient, org: Org,
     # A server that reports the time limit exceeded (MaxTimeMSExpired) becomes a 503 with
     # Retry-After and advice; that the limit is sent at all is checked in test_repository.
     await raw_client.admin.command({
-        "configureFailPoint": "failCommand", "mode": {"skip": 2},  # after the tenant lookups
+        "configureFailPoint": "failCommand", "mode": "alwaysOn",  # not the lookup (aggregate)
         "data": {"failCommands": ["find"], "errorCode": 50}})
     try:
         response = await client.post("/org/records/people/query", json={}, headers=org.auth)

@@ -13,11 +13,13 @@ from pydantic import BaseModel
 from org_service.main import create_app
 from org_service.models import RequestModel
 from org_service.organizations.access import delete_target, lifecycle_tenant
+from org_service.records.access import tenant_reading_record
 from org_service.tenancy import get_tenant_context
 
-# The tenant-context dependencies, all built on tenancy.resolve_tenant: the general one, and
-# the two of rename/delete that can also finish an abandoned lifecycle operation.
-TENANT_CONTEXT = {get_tenant_context, lifecycle_tenant, delete_target}
+# The tenant-context dependencies, all built on tenancy.resolve_tenant: the general one, the
+# two of rename/delete that can also finish an abandoned lifecycle operation, and the record
+# read that rides along with the tenant lookup.
+TENANT_CONTEXT = {get_tenant_context, lifecycle_tenant, delete_target, tenant_reading_record}
 
 PUBLIC_PATHS = {"/org/create", "/org/get", "/admin/login", "/health", "/ready", "/metrics"}
 DOCS_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}

@@ -126,20 +126,21 @@ class LoginFailureRepository:
         # An expired window starts over; a live one keeps its end, so more attempts never
         # extend it.
         await self.collection.delete_one({"_id": key, "expires_at": {"$lte": now}})
-        for attempt in range(2):
-            try:
-                counter: Document = await self.collection.find_one_and_update(
-                    {"_id": key},
-                    {"$inc": {"failures": 1},
-                     "$setOnInsert": {"started_at": now, "expires_at": now + window}},
-                    upsert=True, return_document=ReturnDocument.AFTER,
-                )
+        # Increment, else create; not one upsert: concurrent upserts of a new key may fail
+        # with a duplicate key (MongoDB before 4.2) or, on SecantusDB, count the attempt yet
+        # return no document. Of racing creators one inserts and the others increment.
+        for _ in range(3):
+            counter: Document | None = await self.collection.find_one_and_update(
+                {"_id": key}, {"$inc": {"failures": 1}}, return_document=ReturnDocument.AFTER)
+            if counter is not None:
                 return counter
+            created = {"_id": key, "failures": 1, "started_at": now, "expires_at": now + window}
+            try:
+                await self.collection.insert_one(created)
+                return created
             except DuplicateKeyError:
-                # Two processes upserted the same new key at once; the loser now increments.
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+                continue  # another attempt created it first: increment that one
+        raise DuplicateKeyError(f"login failure counter {key!r} kept changing")
 
     async def refund(self, key: str) -> None:
         await self.collection.update_one({"_id": key, "failures": {"$gt": 0}},

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import bcrypt
 import httpx
 import pytest
 
+from org_service.admins.repository import LoginFailureRepository
+from org_service.db import utcnow
 from org_service.main import create_app
 from tests.helpers import create_org, login
 
@@ -125,6 +128,18 @@ async def test_concurrent_guesses_get_no_more_than_five_password_checks(
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [401] * 5 + [429] * 7
     assert len(checked) == 5
+
+
+async def test_racing_failures_on_a_new_key_each_see_their_own_count(master: Any) -> None:
+    # The first failures of a key arrive at once: every one is counted and sees a distinct
+    # count (a single upsert, on SecantusDB, counted them all but answered some with none).
+    failures = LoginFailureRepository(master)
+    for trial in range(5):
+        counters = await asyncio.gather(*[failures.add_failure(
+            f"email:race-{trial}", utcnow(), timedelta(minutes=15)) for _ in range(12)])
+        assert sorted(counter["failures"] for counter in counters) == list(range(1, 13))
+        stored = await master["login_failures"].find_one({"_id": f"email:race-{trial}"})
+        assert stored["failures"] == 12 and stored["expires_at"] > utcnow()
 
 
 async def test_a_good_login_does_not_clear_the_address_counter(

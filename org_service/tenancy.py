@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
@@ -17,9 +17,9 @@ import pymongo
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from org_service.audit.service import Auditor, CurrentAuditor
+from org_service.audit.service import Auditor, request_info
 from org_service.db import Document
-from org_service.deps import Services, get_services
+from org_service.deps import Services
 from org_service.errors import Forbidden, TenantBusy, Unauthorized
 from org_service.organizations.repository import ACTIVE, RENAMING, object_id
 from org_service.security import TokenClaims
@@ -106,21 +106,34 @@ OrganizationHeader = Annotated[str | None, Header(
     alias="X-Organization-ID",
     description="Optional cross-check: must equal the organization of the token",
 )]
+Prefetch = Callable[[Request], Document | None]
 
 
-async def get_tenant_context(
-    request: Request,
-    services: Annotated[Services, Depends(get_services)],
-    credentials: Credentials,
-    auditor: CurrentAuditor,
-    x_organization_id: OrganizationHeader = None,
-) -> TenantContext:
-    with pymongo.timeout(services.settings.TENANT_REQUEST_TIMEOUT_MS / 1000):
-        return await resolve_tenant(request, services, credentials, auditor, x_organization_id)
+class TenantBearer(HTTPBearer):
+    """The bearer scheme (OpenAPI shows it as such) that also resolves the tenant context.
+
+    One dependency where FastAPI would otherwise resolve five (credentials, services,
+    auditor, header, context) at some 25 µs each on every tenant request. `prefetch` names
+    a read of the tenant's collection to make in the tenant lookup's round trip."""
+
+    def __init__(self, prefetch: Prefetch | None = None) -> None:
+        super().__init__(auto_error=False, scheme_name=bearer.scheme_name,
+                         description=bearer.model.description)
+        self.prefetch = prefetch
+
+    async def __call__(
+        self, request: Request, x_organization_id: OrganizationHeader = None,
+    ) -> TenantContext:
+        services: Services = request.app.state.services
+        credentials = await super().__call__(request)
+        prefetch = self.prefetch(request) if self.prefetch is not None else None
+        with pymongo.timeout(services.settings.TENANT_REQUEST_TIMEOUT_MS / 1000):
+            return await resolve_tenant(request, services, credentials, x_organization_id,
+                                        prefetch)
 
 
 async def resolve_tenant(request: Request, services: Services,
-                         credentials: HTTPAuthorizationCredentials | None, auditor: Auditor,
+                         credentials: HTTPAuthorizationCredentials | None,
                          x_organization_id: str | None,
                          prefetch: Document | None = None) -> TenantContext:
     """Token -> admin -> organization, checked; `prefetch` is a query on the tenant's
@@ -151,19 +164,24 @@ async def resolve_tenant(request: Request, services: Services,
     tenant = TenantContext(claims=claims, admin=found.admin, organization=organization,
                            write_deadline=write_deadline, prefetched=prefetched)
     request.state.tenant = tenant
-    await check_organization_header(auditor, x_organization_id, claims, tenant.admin_id)
+    await check_organization_header(request, services, x_organization_id, claims,
+                                    tenant.admin_id)
     return tenant
 
 
-async def check_organization_header(auditor: Auditor, x_organization_id: str | None,
-                                    claims: TokenClaims, admin_id: str) -> None:
+async def check_organization_header(request: Request, services: Services,
+                                    x_organization_id: str | None, claims: TokenClaims,
+                                    admin_id: str) -> None:
     """The optional X-Organization-ID must name the token's organization; a mismatch is a
     cross-tenant attempt, refused and audited."""
     if x_organization_id is not None and x_organization_id != claims.organization_id:
+        auditor = Auditor(services.audit, request_info(request))
         await auditor.record("tenant.header_mismatch", "denied", admin_id=admin_id,
                              organization_id=claims.organization_id, target=x_organization_id,
                              reason=Forbidden.code)
         raise Forbidden("X-Organization-ID does not match the organization of the token")
 
 
-CurrentTenant = Annotated[TenantContext, Depends(get_tenant_context)]
+# The general tenant context: every tenant route depends on it or on one built the same way.
+tenant_context = TenantBearer()
+CurrentTenant = Annotated[TenantContext, Depends(tenant_context)]

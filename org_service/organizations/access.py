@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from org_service.audit.service import CurrentAuditor
 from org_service.deps import Services, get_services
 from org_service.errors import Conflict, TenantBusy, Unauthorized
 from org_service.organizations.lifecycle import DELETE
@@ -27,30 +26,28 @@ async def lifecycle_tenant(
     request: Request,
     services: Annotated[Services, Depends(get_services)],
     credentials: Credentials,
-    auditor: CurrentAuditor,
     x_organization_id: OrganizationHeader = None,
 ) -> TenantContext:
     try:
-        return await resolve_tenant(request, services, credentials, auditor, x_organization_id)
+        return await resolve_tenant(request, services, credentials, x_organization_id)
     except TenantBusy as busy:
         organization_id = object_id(busy.organization_id)
         if organization_id is None or not await services.lifecycle.recover_if_abandoned(
                 organization_id):
             raise Conflict("Another rename or delete of this organization is in progress"
                            ) from None
-    return await resolve_tenant(request, services, credentials, auditor, x_organization_id)
+    return await resolve_tenant(request, services, credentials, x_organization_id)
 
 
 async def delete_target(
     request: Request,
     services: Annotated[Services, Depends(get_services)],
     credentials: Credentials,
-    auditor: CurrentAuditor,
     x_organization_id: OrganizationHeader = None,
 ) -> DeleteTarget:
     try:
         return DeleteTarget(tenant=await lifecycle_tenant(
-            request, services, credentials, auditor, x_organization_id))
+            request, services, credentials, x_organization_id))
     except Unauthorized:
         if credentials is None:
             raise
@@ -63,7 +60,8 @@ async def delete_target(
         if (op is None or op["kind"] != DELETE or str(op["admin_id"]) != claims.admin_id
                 or op["admin_version"] != claims.version):
             raise
-    await check_organization_header(auditor, x_organization_id, claims, claims.admin_id)
+    await check_organization_header(request, services, x_organization_id, claims,
+                                    claims.admin_id)
     return DeleteTarget(finished=op)
 
 

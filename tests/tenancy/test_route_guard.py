@@ -14,12 +14,12 @@ from org_service.main import create_app
 from org_service.models import RequestModel
 from org_service.organizations.access import delete_target, lifecycle_tenant
 from org_service.records.access import tenant_reading_record
-from org_service.tenancy import get_tenant_context
+from org_service.tenancy import tenant_context
 
 # The tenant-context dependencies, all built on tenancy.resolve_tenant: the general one, the
 # two of rename/delete that can also finish an abandoned lifecycle operation, and the record
 # read that rides along with the tenant lookup.
-TENANT_CONTEXT = {get_tenant_context, lifecycle_tenant, delete_target, tenant_reading_record}
+TENANT_CONTEXT = {tenant_context, lifecycle_tenant, delete_target, tenant_reading_record}
 
 PUBLIC_PATHS = {"/org/create", "/org/get", "/admin/login", "/health", "/ready", "/metrics"}
 DOCS_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
@@ -64,7 +64,7 @@ def test_the_check_catches_a_forgotten_dependency() -> None:
 
     routes = {route.path: route for route in api_routes(app)}
     assert not TENANT_CONTEXT & set(calls(routes["/org/forgotten"].dependant))
-    assert get_tenant_context in set(calls(routes["/admin/me"].dependant))
+    assert tenant_context in set(calls(routes["/admin/me"].dependant))
 
 
 def test_every_request_body_forbids_unknown_fields() -> None:

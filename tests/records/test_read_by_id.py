@@ -1,0 +1,80 @@
+"""A record read by id rides in the tenant lookup's command, and only ever serves the
+caller's own collection of the moment."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from org_service.tenancy import CollectionHints
+from tests.helpers import create_org
+from tests.records.helpers import add
+
+
+@asynccontextmanager
+async def finds_failing(raw_client: Any) -> AsyncIterator[None]:
+    # Every `find` fails (code 2, no primary change announced); the tenant lookup is an
+    # aggregate and goes through.
+    await raw_client.admin.command({
+        "configureFailPoint": "failCommand", "mode": "alwaysOn",
+        "data": {"failCommands": ["find"], "errorCode": 2}})
+    try:
+        yield
+    finally:
+        await raw_client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+
+
+async def test_a_read_by_id_needs_no_command_of_its_own(client: httpx.AsyncClient,
+                                                        raw_client: Any) -> None:
+    org = await create_org(client, "Acme")
+    record = await add(client, org, "employees", {"name": "Ada"})
+    async with finds_failing(raw_client):
+        got = await client.get(f"/org/records/employees/{record['id']}", headers=org.auth)
+        listed = await client.get("/org/records/employees", headers=org.auth)
+    assert got.status_code == 200 and got.json() == record
+    assert got.headers["ETag"] == '"1"'
+    # The failpoint did bite: a listing reads with its own find.
+    assert listed.status_code == 503
+
+
+async def test_a_hint_naming_another_collection_serves_nothing_from_it(
+        client: httpx.AsyncClient, services: Any, master: Any) -> None:
+    acme = await create_org(client, "Acme")
+    globex = await create_org(client, "Globex")
+    theirs = await add(client, globex, "employees", {"name": "Gil"})
+    ours = await add(client, acme, "employees", {"name": "Ada"})
+    before = await master[globex.collection_name].find_one({})
+    services.collection_hints.remember(acme.id, globex.collection_name)
+
+    stolen = await client.get(f"/org/records/employees/{theirs['id']}", headers=acme.auth)
+    assert stolen.status_code == 404 and "Gil" not in stolen.text
+    assert await master[globex.collection_name].find_one({}) == before
+    # The lookup corrected the hint: the caller's own records come from their collection.
+    assert services.collection_hints.get(acme.id) == acme.collection_name
+    got = await client.get(f"/org/records/employees/{ours['id']}", headers=acme.auth)
+    assert got.status_code == 200 and got.json() == ours
+
+
+async def test_after_a_rename_a_read_by_id_finds_the_record_in_the_new_collection(
+        client: httpx.AsyncClient, services: Any) -> None:
+    org = await create_org(client, "Acme")
+    record = await add(client, org, "employees", {"name": "Ada"})
+    assert services.collection_hints.get(org.id) == "org_acme"
+    renamed = await client.put("/org/update", headers=org.auth, json={
+        "old_organization_name": "Acme", "new_organization_name": "Acme Two"})
+    assert renamed.status_code == 200, renamed.text
+    got = await client.get(f"/org/records/employees/{record['id']}", headers=org.auth)
+    assert got.status_code == 200 and got.json() == record
+    assert services.collection_hints.get(org.id) == "org_acme_two"
+
+
+def test_hints_forget_the_oldest_organization_beyond_their_capacity() -> None:
+    hints = CollectionHints(capacity=2)
+    hints.remember("a", "org_a")
+    hints.remember("b", "org_b")
+    hints.remember("a", "org_a")  # already known: no eviction
+    hints.remember("c", "org_c")
+    assert (hints.get("a"), hints.get("b"), hints.get("c")) == (None, "org_b", "org_c")

@@ -11,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from org_service.db import Document, utcnow
+from org_service.errors import ServiceUnavailable
 from org_service.models import email_key
 from org_service.organizations.repository import object_id
 
@@ -140,7 +141,9 @@ class LoginFailureRepository:
                 return created
             except DuplicateKeyError:
                 continue  # another attempt created it first: increment that one
-        raise DuplicateKeyError(f"login failure counter {key!r} kept changing")
+        # Not a DuplicateKeyError: that would answer 409 "already exists" to a login.
+        raise ServiceUnavailable("Login attempts could not be counted; retry shortly",
+                                 retry_after=1)
 
     async def refund(self, key: str) -> None:
         await self.collection.update_one({"_id": key, "failures": {"$gt": 0}},

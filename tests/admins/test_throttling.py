@@ -156,3 +156,23 @@ async def test_expired_counters_are_swept_by_a_ttl_index(master: Any) -> None:
     indexes = await master["login_failures"].index_information()
     assert indexes["expire"]["expireAfterSeconds"] == 0
     assert indexes["expire"]["key"] == [("expires_at", 1)]
+
+
+async def test_a_login_whose_failure_cannot_be_counted_is_503_not_409(
+        client: httpx.AsyncClient, raw_client: Any, master: Any) -> None:
+    # Every counter insert meets a duplicate key (as if other attempts kept creating it)
+    # while no counter is there to increment: the attempt cannot be counted. (11001 is the
+    # legacy duplicate-key code: the server refuses to fake 11000 without its details.)
+    org = await create_org(client, "Acme")
+    counters_before = await master["login_failures"].find().to_list()
+    await raw_client.admin.command({
+        "configureFailPoint": "failCommand", "mode": "alwaysOn",
+        "data": {"failCommands": ["insert"], "errorCode": 11001}})
+    try:
+        response = await client.post("/admin/login", json={"email": org.email,
+                                                           "password": "wrong-password"})
+    finally:
+        await raw_client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "1"
+    assert await master["login_failures"].find().to_list() == counters_before

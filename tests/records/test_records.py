@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -217,3 +218,25 @@ async def test_documents_not_written_as_records_are_never_served_as_records(
     export = await client.get("/org/export", headers=org.auth)
     assert export.status_code == 200
     assert json.loads(export.text.strip().split("\n")[-1]) == {"type": "end", "records": 0}
+
+
+@pytest.mark.parametrize("shape", [
+    {"data": ["not", "an", "object"], "version": 1},
+    {"data": {}, "version": True},
+    {"data": {}, "version": "1"},
+    {"data": {}},
+], ids=["data-a-list", "version-a-bool", "version-a-string", "no-version"])
+async def test_a_read_by_id_serves_no_malformed_document(
+        client: httpx.AsyncClient, master: Any, shape: dict[str, Any]) -> None:
+    org = await create_org(client, "Acme")
+    now = datetime.now(UTC)
+    stamps = {"kind": "notes", "created_at": now, "updated_at": now}
+    collection = master[org.collection_name]
+    bad = await collection.insert_one({**stamps, **shape})
+    good = await collection.insert_one({**stamps, "data": {"n": 1}, "version": 1})
+    # Twice each: the first read may go to the collection, later ones ride in the lookup.
+    for _ in range(2):
+        got = await client.get(f"/org/records/notes/{bad.inserted_id}", headers=org.auth)
+        assert got.status_code == 404, got.text
+        got = await client.get(f"/org/records/notes/{good.inserted_id}", headers=org.auth)
+        assert got.status_code == 200 and got.json()["data"] == {"n": 1}

@@ -132,15 +132,24 @@ class CommandMetrics(monitoring.CommandListener):
 
     def __init__(self, histogram: Histogram) -> None:
         self.histogram = histogram
+        # As for requests: labels() locks and hashes; the driver's command names are few.
+        self._children: dict[tuple[str, str], Any] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         pass  # the succeeded/failed events carry the duration
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        self.histogram.labels(event.command_name, "ok").observe(event.duration_micros / 1e6)
+        self._observe(event.command_name, "ok", event.duration_micros)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        self.histogram.labels(event.command_name, "error").observe(event.duration_micros / 1e6)
+        self._observe(event.command_name, "error", event.duration_micros)
+
+    def _observe(self, command: str, outcome: str, micros: int) -> None:
+        key = (command, outcome)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.histogram.labels(command, outcome)
+        child.observe(micros / 1e6)
 
 
 def _route_template(scope: Scope) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import importlib.metadata
 import os
 import platform
@@ -129,19 +130,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def thread_run_time(pid: int) -> float | None:
-    """Seconds of CPU the process's threads have run, from /proc/<pid>/task/*/schedstat
-    (Linux); None where that is not available. Threads that ended are not counted: the
-    servers' threads (the event loop's, the thread pools') live as long as the process."""
-    tasks = Path(f"/proc/{pid}/task")
-    if not tasks.is_dir():
+def cpu_clock_of(pid: int) -> int | None:
+    """The POSIX CPU-time clock of another process (clock_getcpuclockid): its user+system
+    time in nanoseconds, exited threads included; None where the C library lacks it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        clock = ctypes.c_int()
+        if libc.clock_getcpuclockid(pid, ctypes.byref(clock)) != 0:
+            return None
+        time.clock_gettime(clock.value)
+    except (AttributeError, OSError):
         return None
-    nanoseconds, counted = 0, False
-    for task in tasks.iterdir():
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread ended
-            nanoseconds += int((task / "schedstat").read_text().split()[0])
-            counted = True
-    return nanoseconds / 1e9 if counted else None
+    return clock.value
 
 
 class Server:
@@ -161,6 +161,7 @@ class Server:
             self.process = subprocess.Popen(command, cwd=workdir, env={**os.environ, **env},
                                             stdout=out, stderr=subprocess.STDOUT)
         self.ps = psutil.Process(self.process.pid)
+        self.cpu_clock = cpu_clock_of(self.process.pid)
 
     async def wait_ready(self, path: str, within: float = 120) -> None:
         deadline = time.monotonic() + within
@@ -176,12 +177,11 @@ class Server:
                 await asyncio.sleep(0.2)
 
     def cpu_seconds(self) -> float:
-        """User+system CPU time the server has used. Linux counts each thread's run time in
-        nanoseconds (schedstat); the process times psutil reads come in scheduler ticks,
-        10 ms here, which would round a 300-request round to some 33 µs a request."""
-        precise = thread_run_time(self.process.pid)
-        if precise is not None:
-            return precise
+        """User+system CPU time the server has used, from its CPU-time clock (nanoseconds)
+        where there is one: the process times psutil reads come in scheduler ticks, 10 ms
+        here, which would round a 300-request round to some 33 µs a request."""
+        if self.cpu_clock is not None:
+            return time.clock_gettime(self.cpu_clock)
         times = self.ps.cpu_times()
         return times.user + times.system
 
@@ -599,8 +599,8 @@ def render(report: Report, size: Size, quick: bool, mongo_description: str,
         "",
         "## How each figure is measured",
         "",
-        "- **CPU per request**: user+system CPU time of the server process (Linux's "
-        "per-thread schedstat, in nanoseconds; psutil's tick-based times elsewhere) over "
+        "- **CPU per request**: user+system CPU time of the server process (its POSIX "
+        "CPU-time clock, in nanoseconds; psutil's tick-based times where there is none) over "
         f"{size.cpu_requests} requests (4 at a time), median of {size.cpu_rounds} rounds. "
         "The floor is `scripts/bench_floor.py`: a bare FastAPI endpoint doing the API's JWT "
         "check (its `TokenCodec`) and one `find_one`, in its own uvicorn process with the "
@@ -665,10 +665,9 @@ def main() -> int:
         "Measured on a machine shared with other work (see the load average above): the "
         "ratios hold because both sides of each row ran interleaved in the same minutes; "
         "absolute times do not transfer to other machines.",
-        "CPU time is read from /proc/<pid>/task/*/schedstat, which counts in nanoseconds: "
-        "unlike the 10 ms ticks of the process times (which rounded each round's "
-        "per-request figure to some 33 µs before), it adds no rounding of its own."
-        if thread_run_time(os.getpid()) is not None else
+        "CPU time is read from each server's CPU-time clock, which counts in nanoseconds "
+        "(the process times come in 10 ms ticks: some 33 µs a request over a round of 300)."
+        if cpu_clock_of(os.getpid()) is not None else
         "CPU time is read from the kernel in 10 ms ticks, so each round's per-request "
         "figure is good to about 10 ms / requests-per-round.",
         *args.note,

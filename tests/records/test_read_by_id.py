@@ -11,6 +11,7 @@ import httpx
 
 from org_service.tenancy import CollectionHints
 from tests.helpers import create_org
+from tests.organizations.lifecycle_support import failing
 from tests.records.helpers import add
 
 
@@ -78,3 +79,19 @@ def test_hints_forget_the_oldest_organization_beyond_their_capacity() -> None:
     hints.remember("a", "org_a")  # already known: no eviction
     hints.remember("c", "org_c")
     assert (hints.get("a"), hints.get("b"), hints.get("c")) == (None, "org_b", "org_c")
+
+
+async def test_the_tenant_lookup_is_a_retryable_read(client: httpx.AsyncClient,
+                                                     raw_client: Any) -> None:
+    # Unreachable-host errors (code 6) are retryable reads: within the request's time budget
+    # the driver retries the lookup's aggregate, so the caller never sees them. A
+    # non-retryable error (code 2) on the same command shows the failpoint does bite.
+    org = await create_org(client, "Acme")
+    record = await add(client, org, "employees", {"name": "Ada"})
+    path = f"/org/records/employees/{record['id']}"
+    async with failing(raw_client, "aggregate", code=6, times=3):
+        retried = await client.get(path, headers=org.auth)
+    async with failing(raw_client, "aggregate", code=2, times=1):
+        refused = await client.get(path, headers=org.auth)
+    assert retried.status_code == 200 and retried.json() == record
+    assert refused.status_code == 503 and refused.headers["Retry-After"]

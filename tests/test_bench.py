@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,3 +43,27 @@ def test_quick_bench_measures_every_row_and_writes_the_report(mongo_url: str,
     # The table is printed too, with the progress bars on stderr.
     assert "| measure | result | target | verdict |" in run.stdout
     assert "%|" in run.stderr
+
+
+def test_the_cpu_time_of_another_process_is_read_to_the_nanosecond() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench import cpu_clock_of  # a script, not a package: imported from its folder
+
+    # A child that burns CPU for a while, then sleeps: its clock stops where psutil's stops.
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import time\nend = time.process_time() + 0.3\n"
+        "while time.process_time() < end: pass\ntime.sleep(30)")])
+    try:
+        clock = cpu_clock_of(child.pid)
+        assert clock is not None
+        process = psutil.Process(child.pid)
+        while time.clock_gettime(clock) < 0.3:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        burnt = time.clock_gettime(clock)
+        ticks = process.cpu_times()
+        assert abs(burnt - (ticks.user + ticks.system)) < 0.05
+        assert burnt != round(burnt, 2)  # finer than the 10 ms ticks
+    finally:
+        child.kill()
+        child.wait()

@@ -91,7 +91,7 @@ class TenantRecords:
             await self.collection.delete_many({"_id": {"$in": ids}})
         except Exception:
             log.exception("could not undo a failed bulk insert of %d records into %s",
-                          len(ids), self.collection.name)
+                          len(ids), self.name)
 
     @cached_property
     def collection(self) -> AsyncCollection[Document]:

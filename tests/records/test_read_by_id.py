@@ -3,8 +3,6 @@ caller's own collection of the moment."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -15,24 +13,13 @@ from tests.organizations.lifecycle_support import failing
 from tests.records.helpers import add
 
 
-@asynccontextmanager
-async def finds_failing(raw_client: Any) -> AsyncIterator[None]:
-    # Every `find` fails (code 2, no primary change announced); the tenant lookup is an
-    # aggregate and goes through.
-    await raw_client.admin.command({
-        "configureFailPoint": "failCommand", "mode": "alwaysOn",
-        "data": {"failCommands": ["find"], "errorCode": 2}})
-    try:
-        yield
-    finally:
-        await raw_client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
-
-
 async def test_a_read_by_id_needs_no_command_of_its_own(client: httpx.AsyncClient,
                                                         raw_client: Any) -> None:
     org = await create_org(client, "Acme")
     record = await add(client, org, "employees", {"name": "Ada"})
-    async with finds_failing(raw_client):
+    # Every `find` fails (code 2, no primary change announced); the tenant lookup is an
+    # aggregate and goes through.
+    async with failing(raw_client, "find"):
         got = await client.get(f"/org/records/employees/{record['id']}", headers=org.auth)
         listed = await client.get("/org/records/employees", headers=org.auth)
     assert got.status_code == 200 and got.json() == record

@@ -15,6 +15,9 @@ from org_service.errors import ServiceUnavailable
 from org_service.models import email_key
 from org_service.organizations.repository import object_id
 
+# The joined document's id, set on the admin for the length of the tenant lookup.
+ALSO_ID = "_also_id"
+
 
 class AdminWithOrganization(NamedTuple):
     admin: Document
@@ -61,7 +64,10 @@ class AdminRepository:
         (None if gone), in one round trip: every authenticated request starts here.
 
         `also` = (collection, filter) reads one document of another collection of this
-        database in the same command, as `also` (None if there is none)."""
+        database in the same command, as `also` (None if there is none). The filter names
+        the document's `_id`: the lookup joins on it, which is what keeps it an index read.
+        A sub-pipeline `$match` alone is not one on SecantusDB: there it scanned the whole
+        collection, some 40 ms a read at 2,000 documents."""
         pipeline: list[Document] = [
             {"$match": {"_id": admin_id}},
             {"$project": {"password_hash": 0}},
@@ -70,13 +76,18 @@ class AdminRepository:
         ]
         if also is not None:
             collection, query = also
-            pipeline.append({"$lookup": {"from": collection, "as": "also",
-                                         "pipeline": [{"$match": query}, {"$limit": 1}]}})
+            rest = {field: value for field, value in query.items() if field != "_id"}
+            pipeline += [
+                {"$set": {ALSO_ID: {"$literal": query["_id"]}}},
+                {"$lookup": {"from": collection, "localField": ALSO_ID, "foreignField": "_id",
+                             "pipeline": [{"$match": rest}], "as": "also"}},
+            ]
         cursor = await self.collection.aggregate(pipeline)
         found = await cursor.to_list(1)
         if not found:
             return None
         admin = found[0]
+        admin.pop(ALSO_ID, None)
         organization = next(iter(admin.pop("organization")), None)
         return AdminWithOrganization(admin, organization,
                                      next(iter(admin.pop("also", ())), None))

@@ -23,6 +23,7 @@ def test_quick_bench_measures_every_row_and_writes_the_report(mongo_url: str,
     assert run.returncode == 0, run.stderr[-3000:]
     report = output.read_text()
     assert "## Machine" in report and "logical cores" in report and "Python 3." in report
+    assert "a turn that waits 2 ms with nothing to do costs the process" in report
     rows = [line for line in report.splitlines() if line.startswith("| ")][2:]
     measures = " ".join(rows)
     for measure in ("CPU per request: floor", "CPU per request: POST /org/get",

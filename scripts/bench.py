@@ -87,7 +87,7 @@ class Size:
     small_orgs: int = 10
     large_orgs: int = 10_000
     few_records: int = 50  # one page of a listing
-    many_records: int = 10_000
+    many_records: int = 2_000
     rename_records: int = 100_000
     cpu_rounds: int = 7
     cpu_requests: int = 300

@@ -132,6 +132,10 @@ class Report:
         return "\n".join(lines)
 
 
+def seconds(times: list[float]) -> str:
+    return " / ".join(f"{t:.2f}" for t in times) + " s"
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met (see notes)"
 
@@ -446,26 +450,27 @@ class Bench:
             await seed_records(db[collection_for(slug_of(tenant.name))], count - 1)
             await add_record(http, tenant)
             sides[side] = (http, tenant)
+        label = f"{size.few_records} vs {size.many_records:,} records in the tenant's collection"
+        # One after the other: on SecantusDB the large side's listings load the server
+        # enough to move the read's p99 when the two are interleaved.
         await self.compare_latency(
-            f"{size.few_records} vs {size.many_records:,} records in the tenant's collection",
-            sides,
-            {"record read by id": lambda http, t: http.get(str(t.record_path),
-                                                           headers=t.auth),
-             "first page of a listing": lambda http, t: http.get(
-                 "/org/records/bench", params={"limit": size.few_records}, headers=t.auth)},
+            label, sides, {"record read by id": lambda http, t: http.get(str(t.record_path),
+                                                                         headers=t.auth)},
             gap="The read by id joins the record on its _id, an index read on any server; a "
-            "median that grows with the collection means it stopped being one.",
-            reported_only={"first page of a listing": LISTING_ON_SECANTUSDB})
+            "median that grows with the collection means it stopped being one.")
+        await self.compare_latency(
+            label, sides, {"first page of a listing": lambda http, t: http.get(
+                "/org/records/bench", params={"limit": size.few_records}, headers=t.auth)},
+            gap="", reported=LISTING_ON_SECANTUSDB)
 
     async def compare_latency(
             self, label: str, sides: dict[str, tuple[httpx.AsyncClient, Tenant]],
             operations: dict[str, Callable[[httpx.AsyncClient, Tenant],
                                            Awaitable[httpx.Response]]], gap: str,
-            reported_only: dict[str, str] | None = None) -> None:
+            reported: str | None = None) -> None:
         """Each operation on the `small` and the `large` side, in alternating batches of
-        sequential requests; median and p99 of large against small, within 1.2×, but for
-        the operations in `reported_only`: reported, with the note given there."""
-        reported_only = reported_only or {}
+        sequential requests; median and p99 of large against small, within 1.2×. With
+        `reported`, a note on what the figures say, they are reported without a target."""
         size = self.size
         latencies: dict[tuple[str, str], list[float]] = {}
         for _ in tqdm(range(size.latency_rounds), desc=f"latency {label}", unit="round"):
@@ -485,9 +490,9 @@ class Bench:
                       f"{statistics.median(large):.2f} ms ({median_ratio:.2f}×); p99 "
                       f"{percentile(small, 0.99):.2f} → {percentile(large, 0.99):.2f} ms "
                       f"({p99_ratio:.2f}×)")
-            if op_name in reported_only:
+            if reported is not None:
                 self.report.add(measure, result, "report")
-                self.report.notes.append(f"**{measure}** ({result}): {reported_only[op_name]}")
+                self.report.notes.append(f"**{measure}** ({result}): {reported}")
             else:
                 self.report.add(measure, result, "within 1.2×",
                                 verdict(median_ratio <= 1.2 and p99_ratio <= 1.2), gap=gap)
@@ -591,10 +596,14 @@ class Bench:
                 copying.update()
         copy_time = (time.perf_counter() - started) * size.rename_records / sample
         await db.drop_collection("bench_copy")
-        api, bare = statistics.mean(api_times), statistics.mean(bare_times)
+        # The fastest of each: SecantusDB stalls for a minute or two now and then (after
+        # the seeding, mostly), and a stall must not decide the row for either side.
+        api, bare = min(api_times), min(bare_times)
         self.report.add(f"rename of an org with {size.rename_records:,} records: API vs bare "
                         "renameCollection",
-                        f"{api:.2f} s vs {bare:.2f} s ({api / bare:.2f}×)", "≤ 1.2×",
+                        f"{api:.2f} s vs {bare:.2f} s ({api / bare:.2f}×; each side's "
+                        f"fastest, of {seconds(api_times)} and {seconds(bare_times)})",
+                        "≤ 1.2×",
                         verdict(api / bare <= 1.2),
                         gap="Besides renameCollection the API checks the token and the "
                         "tenant, makes sure the new name and collection are free, and "
@@ -712,11 +721,13 @@ def render(report: Report, size: Size, quick: bool, mongo_description: str,
         f"- **Latency by record count**: two organizations made through the API on one API "
         f"process, one with {size.few_records} records of a kind (a page of the listing) and "
         f"one with {size.many_records:,}, written straight into their collections but for the "
-        "one made through the API that the read by id fetches; alternating batches as above. "
-        "The listing asks for one page of the first side's size on both.",
+        "one made through the API that the read by id fetches; alternating batches as above, "
+        "all the reads by id first, then the listings, which ask for one page of the first "
+        "side's size on both.",
         "- **Rename**: an organization made through the API, its collection filled with "
         f"{size.rename_records:,} record documents; `PUT /org/update` renames alternate with "
-        "a bare `renameCollection` there and back (timed as one rename), two of each. The "
+        "a bare `renameCollection` there and back (timed as one rename), two of each; the "
+        "fastest of each side is compared. The "
         "document-by-document copy reads the collection and inserts each document singly "
         f"(timed on the first {min(size.copy_sample, size.rename_records):,} documents and "
         "scaled linearly, which flatters the copy: inserts slow down as a collection grows).",

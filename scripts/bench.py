@@ -461,12 +461,12 @@ class Bench:
         await self.compare_latency(
             label, sides, {"first page of a listing": lambda http, t: http.get(
                 "/org/records/bench", params={"limit": size.few_records}, headers=t.auth)},
-            gap="", reported=LISTING_ON_SECANTUSDB)
+            reported=LISTING_ON_SECANTUSDB)
 
     async def compare_latency(
             self, label: str, sides: dict[str, tuple[httpx.AsyncClient, Tenant]],
             operations: dict[str, Callable[[httpx.AsyncClient, Tenant],
-                                           Awaitable[httpx.Response]]], gap: str,
+                                           Awaitable[httpx.Response]]], gap: str = "",
             reported: str | None = None) -> None:
         """Each operation on the `small` and the `large` side, in alternating batches of
         sequential requests; median and p99 of large against small, within 1.2×. With

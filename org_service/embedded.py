@@ -28,13 +28,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    # Linux: the server is killed if the API process dies, even by SIGKILL, so a crashed API
-    # never leaves a server holding the port and the data directory. SIGKILL, not SIGTERM:
-    # SecantusDB's SIGTERM handler can deadlock (it sets a threading.Event whose lock the
-    # interrupted main thread may hold), and such an orphan holds the WiredTiger lock for
-    # good. Nothing acknowledged is lost: the server runs with --sync-on-commit, and
-    # WiredTiger recovers from its log on the next start.
+def die_with_parent() -> None:
+    """For `preexec_fn`: on Linux the child is killed when its parent dies, even by SIGKILL,
+    so a crashed parent never leaves a server holding a port (and, for the database, the
+    data directory)."""
+    # SIGKILL, not SIGTERM: SecantusDB's SIGTERM handler can deadlock (it sets a
+    # threading.Event whose lock the interrupted main thread may hold), and such an orphan
+    # holds the WiredTiger lock for good. Nothing acknowledged is lost: the embedded server
+    # runs with --sync-on-commit, and WiredTiger recovers from its log on the next start.
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -79,7 +80,7 @@ class EmbeddedMongo:
         deadline = time.monotonic() + timeout
         while True:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                            preexec_fn=_die_with_parent)
+                                            preexec_fn=die_with_parent)
             if self._wait_until_ready(deadline):
                 return self
             # It exited: most often the previous server on this data directory (say, of an

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from org_service.admins.repository import AdminRepository  # noqa: E402
-from org_service.embedded import EmbeddedMongo, free_port  # noqa: E402
+from org_service.embedded import EmbeddedMongo, die_with_parent, free_port  # noqa: E402
 from org_service.naming import collection_for, slug_of  # noqa: E402
 from org_service.organizations.repository import (  # noqa: E402
     ACTIVE,
@@ -160,7 +160,8 @@ def cpu_clock_of(pid: int) -> int | None:
 
 
 class Server:
-    """A uvicorn process on a free port, stopped on exit."""
+    """A uvicorn process on a free port, stopped on exit, and killed with this script when
+    that dies without one (a SIGKILL or an interrupted run leaves no server behind)."""
 
     def __init__(self, name: str, app: str, env: dict[str, str], workdir: Path,
                  app_dir: Path | None = None) -> None:
@@ -174,7 +175,8 @@ class Server:
             command += ["--app-dir", str(app_dir)]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(command, cwd=workdir, env={**os.environ, **env},
-                                            stdout=out, stderr=subprocess.STDOUT)
+                                            stdout=out, stderr=subprocess.STDOUT,
+                                            preexec_fn=die_with_parent)
         self.ps = psutil.Process(self.process.pid)
         self.cpu_clock = cpu_clock_of(self.process.pid)
 

@@ -71,3 +71,29 @@ def test_the_cpu_time_of_another_process_is_read_to_the_nanosecond() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_killed_bench_leaves_no_server_behind(mongo_url: str, tmp_path: Path) -> None:
+    # A parent that starts one of the bench's servers (the floor app), says its pid, then
+    # waits; SIGKILLed, it runs no cleanup, so only the kernel can stop the server.
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(ROOT / 'scripts')!r})\n"
+        "from pathlib import Path\nfrom bench import Server\n"
+        f"server = Server('floor', 'bench_floor:app', {{'MONGODB_URL': {mongo_url!r}, "
+        f"'JWT_SECRET_KEY': 'x' * 64}}, Path({str(tmp_path)!r}), app_dir=Path("
+        f"{str(ROOT / 'scripts')!r}))\n"
+        "print(server.process.pid, flush=True)\ntime.sleep(120)")],
+        stdout=subprocess.PIPE, text=True)
+    with parent:
+        assert parent.stdout is not None
+        server = psutil.Process(int(parent.stdout.readline()))
+        try:
+            assert server.is_running() and "uvicorn" in server.cmdline()
+            parent.kill()
+            parent.wait()
+            server.wait(timeout=10)  # psutil.TimeoutExpired if the server outlived the bench
+        finally:
+            parent.kill()
+            if server.is_running():
+                server.kill()

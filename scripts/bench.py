@@ -50,6 +50,7 @@ from org_service.security import PasswordHasher  # noqa: E402
 
 PASSWORD = "bench-password-1"
 LOGIN_ROUNDS = 12
+CPU_TARGET = 1.3  # issue 5: a record read by id costs at most this many floors
 _CPU_COMMON = (
     "the API does more per request than the floor, each piece on purpose: the observability "
     "middleware (request id, one JSON log line, two Prometheus samples), the database "
@@ -78,7 +79,9 @@ CPU_GAPS = {
     "the floor, but a heavier one: the row under it runs that aggregate in the floor app, "
     "which splits this ratio into what is read (SecantusDB answers the joins more slowly "
     "than a find_one, and on this machine a longer wait costs CPU: see Machine) and the API "
-    "around the reads. Around them, " + _CPU_COMMON,
+    "around the reads, and says how much of the target those reads leave. Whenever that is "
+    "less than the API's stack costs on its own (the /health row, in floors), no API that "
+    "keeps this stack can meet the target on this machine. Around the reads, " + _CPU_COMMON,
 }
 
 
@@ -401,7 +404,8 @@ class Bench:
                 before = server.cpu_seconds()
                 await run_batch(http_of[server], send, size.cpu_requests, 4)
                 per_request[name].append((server.cpu_seconds() - before) / size.cpu_requests)
-        floor_ms = statistics.median(per_request.pop("floor")) * 1000
+        floor_s = statistics.median(per_request.pop("floor"))
+        floor_ms = floor_s * 1000
         bare_ms = statistics.median(per_request.pop("floor, driver defaults")) * 1000
         self.report.add("CPU per request: floor (JWT check + find_one)", f"{floor_ms:.3f} ms")
         self.report.add("… the same floor on a client with the driver's defaults (no timeouts)",
@@ -411,21 +415,27 @@ class Bench:
             ratio = api_ms / floor_ms
             self.report.add(f"CPU per request: {name}", f"{api_ms:.3f} ms = {ratio:.2f}× floor "
                             f"({api_ms / bare_ms:.2f}× the driver-defaults floor)",
-                            "≤ 1.3× floor", verdict(ratio <= 1.3), gap=CPU_GAPS[name])
+                            f"≤ {CPU_TARGET}× floor", verdict(ratio <= CPU_TARGET),
+                            gap=CPU_GAPS[name])
         # The same floor doing the record read's own reads: splits that row's ratio into
-        # what is read (one aggregate instead of a find_one) and the API around it.
-        reads_ms = statistics.median(per_request.pop("floor, the record read's reads")) * 1000
-        record_ms = statistics.median(per_request["record read by id"]) * 1000
+        # what is read (one aggregate instead of a find_one) and the API around it, and
+        # /health on both sides prices the API's stack alone, in floors: together they say
+        # how much of the target is left once the reads are paid, and what the stack takes.
+        reads = statistics.median(per_request.pop("floor, the record read's reads")) / floor_s
+        record = statistics.median(per_request["record read by id"]) / floor_s
         self.report.add("… the floor doing the record read's reads (JWT check + the API's "
                         "tenant-lookup aggregate)",
-                        f"{reads_ms:.3f} ms = {reads_ms / floor_ms:.2f}× floor; the record "
-                        f"read costs {record_ms / reads_ms:.2f}× this", "report", "")
+                        f"{reads * floor_ms:.3f} ms = {reads:.2f}× floor, which leaves "
+                        f"{CPU_TARGET - reads:.2f}× of the {CPU_TARGET}× target for the API "
+                        f"around these reads; the record read costs {record / reads:.2f}× this",
+                        "report", "")
         floor_health = statistics.median(per_request["GET /health, floor"]) * 1000
         api_health = statistics.median(per_request["GET /health"]) * 1000
+        stack_ms = api_health - floor_health
         self.report.add("… GET /health, no database on either side: API against the floor app",
                         f"{api_health:.3f} against {floor_health:.3f} ms: the API's own stack "
-                        f"costs {(api_health - floor_health) * 1000:.0f} µs a request", "report",
-                        "")
+                        f"costs {stack_ms * 1000:.0f} µs a request = {stack_ms / floor_ms:.2f}× "
+                        "floor", "report", "")
 
     async def latency_by_organization_count(self) -> None:
         await self.compare_latency(

@@ -3,6 +3,7 @@ database. (Speed is judged by the full run's ratios in docs/benchmarks.md, never
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -38,6 +39,10 @@ def test_quick_bench_measures_every_row_and_writes_the_report(mongo_url: str,
                     "/health p99 with 8 logins", "rename of an org with 1,000 records",
                     "document-by-document copy"):
         assert measure in measures, measure
+    # The record read's CPU is split into its reads and the stack around them, in floors.
+    assert "× floor, which leaves" in measures and "of the 1.3× target" in measures
+    assert re.search(r"the API's own stack costs -?\d+ µs a request = -?\d+\.\d\d× floor",
+                     measures)
     # Every row has a figure (or says plainly why not) and each target a verdict.
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]

@@ -32,6 +32,7 @@ from org_service.observability import router as metrics_router
 from org_service.organizations import endpoints as organization_endpoints
 from org_service.organizations.lifecycle import LifecycleManager
 from org_service.organizations.repository import (
+    CollectionOwners,
     IdempotencyKeys,
     LifecycleJournal,
     OrganizationRepository,
@@ -61,6 +62,7 @@ def build_services(settings: Settings, mongo: Mongo) -> Services:
     cursors = CursorCodec(settings.JWT_SECRET_KEY.get_secret_value().encode())
     lifecycle = LifecycleManager(
         journal=LifecycleJournal(mongo.master), claims=SlugClaims(mongo.master),
+        owners=CollectionOwners(mongo.master),
         organizations=organizations, admins=admins, collections=collections, settings=settings)
     return Services(
         settings=settings,
@@ -84,7 +86,8 @@ def build_services(settings: Settings, mongo: Mongo) -> Services:
         records=RecordService(RecordRepository(
             mongo.master, max_time_ms=settings.QUERY_MAX_TIME_MS,
             export_batch_size=settings.EXPORT_BATCH_SIZE,
-            index_build_timeout=settings.INDEX_BUILD_TIMEOUT_SECONDS), settings, cursors),
+            index_build_timeout=settings.INDEX_BUILD_TIMEOUT_SECONDS), settings, cursors,
+            lifecycle),
         collection_hints=CollectionHints(),
     )
 
@@ -95,10 +98,12 @@ async def prepare_database(services: Services) -> None:
     await services.login_failures.ensure_indexes()
     await services.audit.repository.ensure_indexes()
     await services.lifecycle.journal.ensure_indexes()
+    await services.lifecycle.owners.ensure_indexes()
     await services.organization_service.keys.ensure_indexes()
-    # Organizations from before slug claims existed get theirs (idempotent).
-    for org in await services.organizations.all_slugs():
-        await services.lifecycle.claims.adopt(org["slug"], org["_id"])
+    # Organizations from before slug claims and collection owners existed get theirs
+    # (idempotent).
+    for org in await services.organizations.all_names():
+        await services.lifecycle.adopt(org)
 
 
 async def sweep(services: Services) -> None:

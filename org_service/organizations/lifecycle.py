@@ -1,13 +1,23 @@
-"""Journaled, crash-safe create, rename and delete of organizations.
+"""Journaled, crash-safe create, rename and delete of organizations, and the exclusive
+hold of an organization's collection that index builds and drops take.
 
 MongoDB cannot put renameCollection (or a collection drop) in a transaction, so each
 operation is a short sequence of idempotent steps recorded in `lifecycle_ops` before they
 run. Whoever finds an operation whose lease has run out (startup recovery, the periodic
-sweep, or a retry of the same request) finishes it from its recorded phase:
+sweep, or a retry of the same request) takes it over with a new token and finishes it from
+its recorded phase; the former holder's next step then fails (LeaseLost) instead of acting:
 
 - create  started -> claimed -> collection -> (entry removed)         undone on failure
 - rename  started -> fenced -> settling -> (entry removed)   completed once marked, else undone
 - delete  started -> fenced -> settling -> done (kept a day)          always completed
+- hold    started -> (entry removed)                                   index builds and drops
+
+Acting on the truth: a request's tenant context was read when it started, so an operation
+takes the organization's journal slot first and then re-reads the organization; it builds
+its entry from that read, refuses (Stale, 409) when the organization is no longer what the
+caller named, and marks the organization by compare-and-set on its state, slug and
+collection. A collection is moved or dropped only while `tenant_collections` says this
+operation holds it (see CollectionOwners).
 
 Late writes: a tenant request resolves its collection name once and then has
 TENANT_REQUEST_TIMEOUT_MS (a PyMongo client-side deadline) for its database work. Rename and
@@ -15,8 +25,9 @@ delete first mark the organization (new tenant requests get 503 + Retry-After) a
 `settle_after` = mark + that deadline. A request that read the old name before the mark may
 still write after the move and thereby re-create the old collection; once `settle_after`
 has passed no such request can be running, so settling folds any straggler collection into
-the new one (rename) or drops it (delete), and only then releases the old slug. Settling
-runs after the response, so callers never wait for the fence.
+the new one (rename) or drops it (delete), and only then gives up the old name. Settling
+runs after the response, by the operation's holder alone: anyone else who needs it over
+waits for it (or takes it over once its lease has run out).
 """
 
 from __future__ import annotations
@@ -37,12 +48,13 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from org_service.admins.repository import AdminRepository
 from org_service.config import Settings
 from org_service.db import Document, utcnow
-from org_service.errors import Conflict
 from org_service.organizations.repository import (
     ACTIVE,
     CREATING,
     DELETING,
     RENAMING,
+    CollectionOwners,
+    LeaseLost,
     LifecycleJournal,
     OrganizationRepository,
     SlugClaims,
@@ -52,13 +64,16 @@ from org_service.organizations.repository import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CREATE, RENAME, DELETE = "create", "rename", "delete"
+CREATE, RENAME, DELETE, HOLD = "create", "rename", "delete", "hold"
 STARTED, CLAIMED, COLLECTION, FENCED, SETTLING, DONE = (
     "started", "claimed", "collection", "fenced", "settling", "done")
 # Clock slack between the marking process and the one settling.
 FENCE_MARGIN = timedelta(milliseconds=250)
 CLAIM_PATIENCE = timedelta(seconds=5)
 DONE_KEPT = timedelta(days=1)
+POLL_SECONDS = 0.05
+
+Checkpoint = Callable[[str, Document], Awaitable[None]]
 
 
 class NameTaken(Exception):
@@ -69,12 +84,31 @@ class Busy(Exception):
     """Another lifecycle operation of this organization is in flight."""
 
 
+class Stale(Exception):
+    """The organization is no longer what the request named (renamed or deleted since)."""
+
+
+class CollectionTaken(Exception):
+    """A collection of the wanted name exists already and belongs to no operation of ours."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class Inconsistent(Exception):
+    """What the database says contradicts the journal (say, the organization's collection
+    is missing): the operation stops and changes nothing rather than paper over it."""
+
+
 class LifecycleManager:
     def __init__(self, *, journal: LifecycleJournal, claims: SlugClaims,
-                 organizations: OrganizationRepository, admins: AdminRepository,
-                 collections: TenantCollections, settings: Settings) -> None:
+                 owners: CollectionOwners, organizations: OrganizationRepository,
+                 admins: AdminRepository, collections: TenantCollections,
+                 settings: Settings) -> None:
         self.journal = journal
         self.claims = claims
+        self.owners = owners
         self.organizations = organizations
         self.admins = admins
         self.collections = collections
@@ -86,6 +120,12 @@ class LifecycleManager:
         # ordinary request). The default lease is longer, so a live owner is never overtaken.
         self.step_timeout = max(settings.LIFECYCLE_LEASE_SECONDS,
                                 6 * settings.MONGODB_TIMEOUT_MS / 1000)
+        # An index build holds the collection for as long as it may run on the server.
+        self.hold_lease = timedelta(seconds=settings.INDEX_BUILD_TIMEOUT_SECONDS) + self.lease
+        # Called between the steps of an operation (tests pause operations here to force
+        # an interleaving); a no-op in production.
+        self.checkpoint: Checkpoint | None = None
+        self.claim_patience = CLAIM_PATIENCE
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- running steps ---------------------------------------------------------------
@@ -108,6 +148,8 @@ class LifecycleManager:
                 await work()
             except PyMongoError as exc:  # the journal keeps it; the sweep will finish it
                 log.warning("settling left for the sweep: %s", exc)
+            except LeaseLost:
+                log.info("settling taken over by another holder")
 
         task = asyncio.get_running_loop().create_task(logged(), context=contextvars.Context())
         self._background.add(task)
@@ -118,54 +160,63 @@ class LifecycleManager:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
 
-    def _op(self, kind: str, organization_id: ObjectId, phase: str, **fields: Any) -> Document:
+    async def _step(self, name: str, op: Document) -> None:
+        """Between two steps: still the holder (else LeaseLost), for another lease."""
+        if self.checkpoint is not None:
+            await self.checkpoint(name, op)
+        await self.journal.advance(op, lease_until=utcnow() + self.lease)
+
+    def _op(self, kind: str, organization_id: ObjectId, **fields: Any) -> Document:
         now = utcnow()
         return {"_id": ObjectId(), "kind": kind, "organization_id": organization_id,
-                "phase": phase, "owner": self.owner, "lease_until": now + self.lease,
-                "started_at": now, **fields}
+                "phase": STARTED, "owner": self.owner, "token": uuid.uuid4().hex,
+                "lease_until": now + self.lease, "started_at": now, **fields}
 
-    async def _start(self, make_op: Callable[[Document], Document], org: Document
-                     ) -> tuple[Document, Document]:
-        """Journal a new operation on `org`: (the entry, the organization as it is now).
-
-        A previous operation of the organization that is settling is settled first; one
-        whose owner is gone is finished or undone first (so a retried request sees its
-        effect); Busy when one really is in flight."""
+    async def _begin(self, kind: str, organization_id: ObjectId, **fields: Any) -> Document:
+        """Take the organization's journal slot for a new operation. A previous operation
+        that is settling is waited for; one whose owner is gone is finished or undone
+        first (so a retried request sees its effect); Busy when one really is in flight."""
         for _ in range(3):
-            op = make_op(org)
+            op = self._op(kind, organization_id, **fields)
             try:
                 await self.journal.start(op)
-                return op, org
+                return op
             except DuplicateKeyError:
-                previous = await self.journal.for_organization(org["_id"])
-                if previous is not None:
-                    if previous["phase"] == SETTLING:
-                        await self._settle(previous)
-                    elif (previous["lease_until"] >= utcnow()
-                          or not await self.recover_one(previous)):
-                        raise Busy() from None
-                current = await self.organizations.get(org["_id"])
-                if current is None:
+                if not await self._quiet(organization_id, patient=False):
                     raise Busy() from None
-                org = current
         raise Busy()
+
+    async def _quiet(self, organization_id: ObjectId, *, patient: bool) -> bool:
+        """Whether the organization has no operation left (a finished delete's record
+        aside). A settling one is waited for, and with `patient` one in flight too, for a
+        while (its fence plus claim_patience); one whose lease ran out is taken over here.
+        Never settles someone else's operation: only its holder acts on it."""
+        deadline = utcnow() + self.fence + self.claim_patience
+        while True:
+            op = await self.journal.for_organization(organization_id)
+            if op is None or op["phase"] == DONE:
+                return True
+            now = utcnow()
+            if op["lease_until"] < now:
+                await self._detached(lambda op=op: self.recover_one(op))
+                continue
+            if op["phase"] == SETTLING:
+                deadline = max(deadline, op["settle_after"] + self.claim_patience)
+            elif not patient:
+                return False
+            if now >= deadline:
+                return False
+            await asyncio.sleep(POLL_SECONDS)
 
     async def _claim(self, slug: str, organization_id: ObjectId) -> None:
         if await self.claims.claim(slug, organization_id):
             return
-        # A slug just given up by a rename or delete is free once that has settled.
+        # A slug just given up by a rename or delete is free once that has settled. Its
+        # operation may have answered already while its settling has not started yet (on
+        # a loaded machine, a while): give it time to get there.
         holder = await self.claims.owner(slug)
-        op = await self.journal.for_organization(holder["organization_id"]) if holder else None
-        # The holder's rename or delete may have answered already while its settling task
-        # has not started yet (on a loaded machine, a while): give it time to get there.
-        deadline = utcnow() + self.fence + CLAIM_PATIENCE
-        while op is not None and op["phase"] != SETTLING and utcnow() < deadline:
-            await asyncio.sleep(0.05)
-            op = await self.journal.for_organization(op["organization_id"])
-        if op is not None and op["phase"] == SETTLING:
-            await self._settle(op)
-        # Settled by us, or meanwhile by its own task (the op is gone then): try once more.
-        if holder is not None and await self.claims.claim(slug, organization_id):
+        if (holder is not None and await self._quiet(holder["organization_id"], patient=True)
+                and await self.claims.claim(slug, organization_id)):
             return
         raise NameTaken()
 
@@ -174,10 +225,28 @@ class LifecycleManager:
         it over at once to whoever comes next (a retry, the sweep, a restart)."""
         try:
             await undo(op)
+        except LeaseLost:
+            log.warning("lifecycle %s %s was taken over", op["kind"], op["_id"])
         except PyMongoError as exc:
             log.warning("lifecycle %s %s left for recovery: %s", op["kind"], op["_id"], exc)
-            with contextlib.suppress(PyMongoError):
+            with contextlib.suppress(PyMongoError, LeaseLost):
                 await self.journal.advance(op, lease_until=utcnow())
+
+    async def _renew(self, op: Document) -> None:
+        """Before acting on a collection: still the holder, and the lease covers the act
+        (every run of steps is bounded by step_timeout), so nobody can take over while
+        this holder may still be acting."""
+        await self.journal.advance(
+            op, lease_until=utcnow() + max(self.lease, timedelta(seconds=self.step_timeout)))
+
+    async def _current(self, op: Document, expected_slug: str) -> Document:
+        """The organization as it is now that `op` holds its slot; Stale (and the slot
+        given back) when it is gone or no longer has the slug the request named."""
+        org = await self.organizations.get(op["organization_id"])
+        if org is None or org["slug"] != expected_slug:
+            await self.journal.finish(op)
+            raise Stale()
+        return org
 
     # -- create ------------------------------------------------------------------------
 
@@ -185,11 +254,13 @@ class LifecycleManager:
                      collection_name: str, email: str, password_hash: str
                      ) -> tuple[Document, Document]:
         async def run() -> tuple[Document, Document]:
-            op = self._op(CREATE, organization_id, STARTED, name=name, slug=slug,
+            op = self._op(CREATE, organization_id, name=name, slug=slug,
                           collection_name=collection_name)
             await self.journal.start(op)
             try:
                 await self._claim(slug, organization_id)
+                if not await self.owners.take(collection_name, organization_id, op["_id"]):
+                    raise CollectionTaken(collection_name)
                 await self.journal.advance(op, phase=CLAIMED)
                 org = await self.organizations.insert(
                     name=name, slug=slug, collection_name=collection_name, state=CREATING,
@@ -200,10 +271,11 @@ class LifecycleManager:
                 if not await self.collections.create(collection_name):
                     # Not ours: an undo must not drop it.
                     await self.journal.advance(op, phase=CLAIMED)
-                    raise Conflict(f"The collection '{collection_name}' already exists")
+                    raise CollectionTaken(collection_name)
                 org = await self.organizations.update(
                     organization_id, {"admin_user_id": str(admin["_id"]), "state": ACTIVE}
                 ) or org
+                await self.owners.let_go(collection_name, organization_id, op["_id"])
                 await self.journal.finish(op)
                 return org, admin
             except BaseException:
@@ -213,45 +285,67 @@ class LifecycleManager:
         return await self._detached(run)
 
     async def _undo_create(self, op: Document) -> None:
-        org_id = op["organization_id"]
+        org_id, collection = op["organization_id"], op["collection_name"]
         org = await self.organizations.get(org_id, active_only=False)
-        if org is not None and org["state"] == ACTIVE:
-            await self.journal.finish(op)  # it got all the way: keep it
+        if org is not None and org["state"] == ACTIVE:  # it got all the way: keep it
+            await self.owners.let_go(collection, org_id, op["_id"])
+            await self.journal.finish(op)
             return
         await self.admins.delete_for(org_id)
-        if op["phase"] == COLLECTION:
-            await self.collections.drop(op["collection_name"])
+        if op["phase"] == COLLECTION and await self.owners.held(collection, org_id, op["_id"]):
+            await self._renew(op)
+            await self.collections.drop(collection)
+        await self.owners.give_up(collection, org_id, op["_id"])
         await self.organizations.delete(org_id)
         await self.claims.release(op["slug"], org_id)
         await self.journal.finish(op)
 
     # -- rename ------------------------------------------------------------------------
 
-    async def rename(self, org: Document, *, new_name: str, new_slug: str,
-                     new_collection: str) -> Document:
-        def make_op(current: Document) -> Document:
-            return self._op(RENAME, current["_id"], STARTED,
-                            from_name=current["organization_name"], from_slug=current["slug"],
-                            from_collection=current["collection_name"], to_name=new_name,
-                            to_slug=new_slug, to_collection=new_collection)
-
+    async def rename(self, organization_id: ObjectId, *, from_slug: str, new_name: str,
+                     new_slug: str, new_collection: str) -> Document:
+        """Rename the organization that has `from_slug` now; Stale when it no longer has it.
+        A retry of a rename that already happened answers the organization as it is."""
         async def run() -> Document:
-            op, current = await self._start(make_op, org)
-            if current["slug"] == new_slug:  # a retry: recovery already finished it
+            op = await self._begin(RENAME, organization_id, to_name=new_name,
+                                   to_slug=new_slug, to_collection=new_collection)
+            org = await self.organizations.get(organization_id)
+            if org is not None and org["slug"] == new_slug:
                 await self.journal.finish(op)
-                return current
+                return org
+            org = await self._current(op, from_slug)
             try:
-                await self._claim(new_slug, current["_id"])
+                await self.journal.advance(
+                    op, from_name=org["organization_name"], from_slug=org["slug"],
+                    from_collection=org["collection_name"])
+                await self._step("journaled", op)
+                await self._claim(new_slug, organization_id)
+                if not await self.owners.take(new_collection, organization_id, op["_id"]):
+                    raise CollectionTaken(new_collection)
                 # The name is ours now, so a collection already there belongs to nobody we
                 # know: never fold a tenant's data into it.
                 if await self.collections.exists(new_collection):
-                    raise Conflict(f"The collection '{new_collection}' already exists")
+                    raise CollectionTaken(new_collection)
+                if not await self.owners.hold(org["collection_name"], organization_id,
+                                              op["_id"]):
+                    raise Inconsistent(f"no ownership of {org['collection_name']}")
+                if await self.organizations.update(
+                        organization_id, {"state": RENAMING},
+                        expect={"state": ACTIVE, "slug": org["slug"],
+                                "collection_name": org["collection_name"]}) is None:
+                    raise Stale()
             except BaseException:
                 await self._fail(op, self._abort_rename)
                 raise
             try:
-                await self._mark(op)
+                # From here the tenant's requests get 503 + Retry-After (see tenancy), and
+                # any that resolved the old name before has until settle_after to finish.
+                await self.journal.advance(op, phase=FENCED, settle_after=utcnow() + self.fence)
+                await self._step("marked", op)
                 renamed = await self._rename_finish(op)
+            except Inconsistent:
+                await self._fail(op, self._roll_back_rename)
+                raise
             except BaseException:
                 await self._fail(op, self._complete_rename)
                 raise
@@ -260,55 +354,88 @@ class LifecycleManager:
 
         return await self._detached(run)
 
-    async def _mark(self, op: Document) -> None:
-        # From here the tenant's requests get 503 + Retry-After (see tenancy), and any that
-        # resolved the old name before has until settle_after to finish.
-        await self.organizations.update(
-            op["organization_id"], {"state": RENAMING}, expect={"state": ACTIVE})
-        await self.journal.advance(op, phase=FENCED, settle_after=utcnow() + self.fence)
-
     async def _rename_finish(self, op: Document) -> Document:
+        org_id = op["organization_id"]
+        if not await self.owners.held(op["from_collection"], org_id, op["_id"]):
+            raise LeaseLost(op["_id"])
+        await self._renew(op)
         if not await self.collections.move(op["from_collection"], op["to_collection"]) \
                 and not await self.collections.exists(op["to_collection"]):
-            await self.collections.create(op["to_collection"])  # it never had one
-        org = await self.organizations.update(op["organization_id"], {
+            raise Inconsistent(f"neither {op['from_collection']} nor {op['to_collection']} "
+                               "exists")
+        await self._step("moved", op)
+        org = await self.organizations.update(org_id, {
             "organization_name": op["to_name"], "slug": op["to_slug"],
-            "collection_name": op["to_collection"], "state": ACTIVE})
+            "collection_name": op["to_collection"], "state": ACTIVE},
+            expect={"state": RENAMING, "slug": op["from_slug"]})
         if org is None:
-            raise Conflict("The organization no longer exists")
+            org = await self.organizations.get(org_id, active_only=False)
+            if org is None or org["slug"] != op["to_slug"]:
+                raise Inconsistent("the organization is not the one this rename marked")
         return org
 
     async def _complete_rename(self, op: Document) -> None:
         """Roll forward once the organization was marked; before that, roll back."""
         if op["phase"] == STARTED:
             org = await self.organizations.get(op["organization_id"], active_only=False)
-            if org is None or org["state"] != RENAMING:
+            if (org is None or org["state"] != RENAMING or "from_slug" not in op
+                    or org["slug"] != op["from_slug"]):
                 await self._abort_rename(op)
                 return
             await self.journal.advance(op, phase=FENCED, settle_after=utcnow() + self.fence)
         if op["phase"] == FENCED:
-            await self._rename_finish(op)
+            try:
+                await self._rename_finish(op)
+            except Inconsistent:
+                log.error("rename %s of organization %s stopped: %s", op["_id"],
+                          op["organization_id"], "its collection is missing; rolled back")
+                await self._roll_back_rename(op)
+                return
         self._settle_later(op)
 
+    async def _roll_back_rename(self, op: Document) -> None:
+        """The marked organization's collection is missing: unmark it, change nothing."""
+        await self.organizations.update(op["organization_id"], {"state": ACTIVE},
+                                        expect={"state": RENAMING, "slug": op["from_slug"]})
+        await self._abort_rename(op)
+
     async def _abort_rename(self, op: Document) -> None:
-        # Nothing has moved before the claim: give back the new slug if it became ours.
+        # Nothing has moved: give back the new name and release the old collection.
         org_id = op["organization_id"]
         org = await self.organizations.get(org_id, active_only=False)
         if org is None or org["slug"] != op["to_slug"]:
+            await self.owners.give_up(op["to_collection"], org_id, op["_id"])
             await self.claims.release(op["to_slug"], org_id)
+        if "from_collection" in op:
+            await self.owners.let_go(op["from_collection"], org_id, op["_id"])
         await self.journal.finish(op)
 
     # -- delete ------------------------------------------------------------------------
 
-    async def delete(self, org: Document, admin: Document) -> Document:
-        def make_op(current: Document) -> Document:
-            return self._op(DELETE, current["_id"], STARTED,
-                            name=current["organization_name"], slug=current["slug"],
-                            collection_name=current["collection_name"],
-                            admin_id=admin["_id"], admin_version=admin.get("token_version"))
-
+    async def delete(self, organization_id: ObjectId, *, slug: str, admin: Document
+                     ) -> Document:
+        """Delete the organization that has `slug` now; Stale when it no longer has it."""
         async def run() -> Document:
-            op, _ = await self._start(make_op, org)
+            op = await self._begin(DELETE, organization_id, admin_id=admin["_id"],
+                                   admin_version=admin.get("token_version"))
+            org = await self._current(op, slug)
+            try:
+                await self.journal.advance(op, name=org["organization_name"],
+                                           slug=org["slug"],
+                                           collection_name=org["collection_name"])
+                await self._step("journaled", op)
+                if not await self.owners.hold(org["collection_name"], organization_id,
+                                              op["_id"]):
+                    raise Inconsistent(f"no ownership of {org['collection_name']}")
+                # Invisible first: from here no token of this organization resolves.
+                if await self.organizations.update(
+                        organization_id, {"state": DELETING},
+                        expect={"state": ACTIVE, "slug": org["slug"],
+                                "collection_name": org["collection_name"]}) is None:
+                    raise Stale()
+            except BaseException:
+                await self._fail(op, self._abort_delete)
+                raise
             try:
                 await self._delete_forward(op)
             except BaseException:
@@ -319,20 +446,46 @@ class LifecycleManager:
 
         return await self._detached(run)
 
+    async def _abort_delete(self, op: Document) -> None:
+        org_id = op["organization_id"]
+        org = await self.organizations.get(org_id, active_only=False)
+        if org is not None and org["state"] == DELETING:  # marked: it goes on
+            await self._complete_delete(op)
+            return
+        if "collection_name" in op:
+            await self.owners.let_go(op["collection_name"], org_id, op["_id"])
+        await self.journal.finish(op)
+
     async def _delete_forward(self, op: Document) -> None:
         org_id = op["organization_id"]
         if op["phase"] == STARTED:
-            # Invisible first: from here no token of this organization resolves.
-            await self.organizations.update(org_id, {"state": DELETING})
             await self.journal.advance(op, phase=FENCED, settle_after=utcnow() + self.fence)
+        await self._step("marked", op)
         if op["phase"] == FENCED:
-            await self.collections.drop(op["collection_name"])
+            if await self.owners.held(op["collection_name"], org_id, op["_id"]):
+                await self._renew(op)
+                await self.collections.drop(op["collection_name"])
+            await self._step("moved", op)
             await self.admins.delete_for(org_id)
             await self.organizations.delete(org_id)
 
     async def _complete_delete(self, op: Document) -> None:
+        if op["phase"] == STARTED:
+            org = await self.organizations.get(op["organization_id"], active_only=False)
+            if org is None or org["state"] != DELETING or "collection_name" not in op:
+                await self._abort_delete_unmarked(op, org)
+                return
         await self._delete_forward(op)
         self._settle_later(op)
+
+    async def _abort_delete_unmarked(self, op: Document, org: Document | None) -> None:
+        if org is None and "collection_name" in op:  # removed already: finish it
+            await self.journal.advance(op, phase=FENCED, settle_after=utcnow() + self.fence)
+            self._settle_later(op)
+            return
+        if "collection_name" in op:
+            await self.owners.let_go(op["collection_name"], op["organization_id"], op["_id"])
+        await self.journal.finish(op)
 
     async def resume_delete(self, op: Document) -> Document:
         """A repeated delete: finish what an earlier one started (if its owner is gone)."""
@@ -340,12 +493,51 @@ class LifecycleManager:
             raise Busy()
         return op
 
+    # -- holding the collection (index builds and drops) ---------------------------------
+
+    async def hold(self, organization_id: ObjectId, collection_name: str, **fields: Any
+                   ) -> Document:
+        """Hold the organization's collection exclusively (no rename or delete meanwhile)
+        for a piece of work on it; Busy when another operation is in flight, Stale when the
+        organization no longer has `collection_name`. Give it back with `release`."""
+        async def run() -> Document:
+            op = await self._begin(HOLD, organization_id,
+                                   lease_until=utcnow() + self.hold_lease, **fields)
+            org = await self.organizations.get(organization_id)
+            if (org is None or org["collection_name"] != collection_name
+                    or not await self.owners.hold(collection_name, organization_id,
+                                                  op["_id"])):
+                await self.journal.finish(op)
+                raise Stale()
+            op["collection_name"] = collection_name
+            return op
+
+        return await self._detached(run)
+
+    async def release(self, op: Document) -> None:
+        async def run() -> None:
+            await self.owners.let_go(op["collection_name"], op["organization_id"], op["_id"])
+            await self.journal.finish(op)
+
+        try:
+            await self._detached(run)
+        except (PyMongoError, LeaseLost) as exc:  # the sweep gives it back once it lapses
+            log.warning("hold %s left for recovery: %s", op["_id"], exc)
+
+    async def _recover_hold(self, op: Document) -> None:
+        if "collection_name" in op:
+            await self.owners.let_go(op["collection_name"], op["organization_id"], op["_id"])
+        await self.journal.finish(op)
+
     # -- settling ------------------------------------------------------------------------
 
     def _settle_later(self, op: Document) -> None:
         self._later(lambda: self._settle(op))
 
     async def _settle(self, op: Document) -> None:
+        """Fold (rename) or drop (delete) stragglers once no request can write any more,
+        then give up the old name. Only the operation's holder runs it: every write below
+        is conditional on its token, every act on its ownership of the collection."""
         if op["phase"] != SETTLING:
             with pymongo.timeout(self.step_timeout):
                 await self.journal.advance(
@@ -353,34 +545,65 @@ class LifecycleManager:
         wait = (op["settle_after"] - utcnow()).total_seconds()
         if wait > 0:
             await asyncio.sleep(wait)
+        await self._step("settling", op)
         org_id = op["organization_id"]
         with pymongo.timeout(self.step_timeout):
+            await self._renew(op)
             if op["kind"] == RENAME:
-                await self.collections.move(op["from_collection"], op["to_collection"])
-                await self.claims.release(op["from_slug"], org_id)
+                old, old_slug = op["from_collection"], op["from_slug"]
+                if await self.owners.held(old, org_id, op["_id"]):
+                    await self.collections.move(old, op["to_collection"])
+                await self.owners.give_up(old, org_id, op["_id"])
+                await self.owners.let_go(op["to_collection"], org_id, op["_id"])
+                await self.claims.release(old_slug, org_id)
                 await self.journal.finish(op)
             else:
-                await self.collections.drop(op["collection_name"])
-                await self.claims.release(op["slug"], org_id)
+                old, old_slug = op["collection_name"], op["slug"]
+                if await self.owners.held(old, org_id, op["_id"]):
+                    await self.collections.drop(old)
+                await self.owners.give_up(old, org_id, op["_id"])
+                await self.claims.release(old_slug, org_id)
                 await self.journal.advance(op, phase=DONE, expires_at=utcnow() + DONE_KEPT)
+
+    # -- migration -----------------------------------------------------------------------
+
+    async def adopt(self, org: Document) -> None:
+        """Claim the slug and own the collection of an organization from before claims and
+        owners existed. One renamed meanwhile by another process gives back what was
+        adopted for its old name."""
+        org_id, slug, collection = org["_id"], org["slug"], org["collection_name"]
+        claimed = await self.claims.adopt(slug, org_id)
+        owned = await self.owners.adopt(collection, org_id)
+        now = await self.organizations.get(org_id, active_only=False)
+        if now is None or now["slug"] != slug:
+            if claimed:
+                await self.claims.release(slug, org_id)
+            if owned:
+                await self.owners.give_up(collection, org_id, ObjectId())
 
     # -- recovery ------------------------------------------------------------------------
 
     async def recover_one(self, op: Document) -> bool:
         """Finish or undo an operation whose lease ran out; False if someone holds it."""
         now = utcnow()
-        taken = await self.journal.acquire(op["_id"], owner=self.owner, now=now,
+        taken = await self.journal.acquire(op["_id"], owner=self.owner,
+                                           token=uuid.uuid4().hex, now=now,
                                            lease_until=now + self.lease)
         if taken is None:
             return False
         log.warning("recovering %s of organization %s from phase %s",
                     taken["kind"], taken["organization_id"], taken["phase"])
-        if taken["kind"] == CREATE:
-            await self._undo_create(taken)
-        elif taken["kind"] == RENAME:
-            await self._complete_rename(taken)
-        else:
-            await self._complete_delete(taken)
+        try:
+            if taken["kind"] == CREATE:
+                await self._undo_create(taken)
+            elif taken["kind"] == RENAME:
+                await self._complete_rename(taken)
+            elif taken["kind"] == DELETE:
+                await self._complete_delete(taken)
+            else:
+                await self._recover_hold(taken)
+        except LeaseLost:
+            return False
         return True
 
     async def recover(self) -> int:

@@ -97,8 +97,8 @@ class OrganizationRepository:
     async def count_active(self) -> int:
         return await self.collection.count_documents({"state": ACTIVE})
 
-    async def all_slugs(self) -> list[Document]:
-        return await self.collection.find({}, {"slug": 1}).to_list(None)
+    async def all_names(self) -> list[Document]:
+        return await self.collection.find({}, {"slug": 1, "collection_name": 1}).to_list(None)
 
 
 class SlugClaims:
@@ -121,12 +121,14 @@ class SlugClaims:
             holder = await self.owner(slug)
             return holder is not None and holder["organization_id"] == organization_id
 
-    async def adopt(self, slug: str, organization_id: ObjectId) -> None:
-        """Claim the slug of an organization created before claims existed (startup)."""
-        await self.collection.update_one(
+    async def adopt(self, slug: str, organization_id: ObjectId) -> bool:
+        """Claim the slug of an organization created before claims existed (startup);
+        True when this made the claim."""
+        result = await self.collection.update_one(
             {"_id": slug},
             {"$setOnInsert": {"organization_id": organization_id, "claimed_at": utcnow()}},
             upsert=True)
+        return result.upserted_id is not None
 
     async def owner(self, slug: str) -> Document | None:
         return await self.collection.find_one({"_id": slug})
@@ -135,12 +137,19 @@ class SlugClaims:
         await self.collection.delete_one({"_id": slug, "organization_id": organization_id})
 
 
-class LifecycleJournal:
-    """`lifecycle_ops`: the durable journal of in-flight creates, renames and deletes.
+class LeaseLost(Exception):
+    """The operation was taken over (its lease ran out): its former holder must stop."""
 
-    One operation per organization at a time (unique index): the second concurrent rename
-    or delete of an organization fails to insert its entry and gets 409. Finished deletes
-    stay (phase "done") until `expires_at`, so a repeated delete can be answered."""
+
+class LifecycleJournal:
+    """`lifecycle_ops`: the durable journal of in-flight lifecycle operations.
+
+    One operation per organization at a time (unique index): a second concurrent rename,
+    delete or index change of an organization fails to insert its entry and gets 409.
+    Finished deletes stay (phase "done") until `expires_at`, so a repeated delete can be
+    answered. Every write of an operation's holder is conditional on its `token`: whoever
+    takes over an abandoned operation gets a new token, and the former holder's next step
+    raises LeaseLost instead of acting."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection = db["lifecycle_ops"]
@@ -162,16 +171,19 @@ class LifecycleJournal:
         return await self.collection.find_one({"organization_id": organization_id})
 
     async def advance(self, op: Document, **changes: Any) -> None:
-        """Record progress, in the database and in `op`."""
-        await self.collection.update_one({"_id": op["_id"]}, {"$set": changes})
+        """Record progress, in the database and in `op`, if `op` is still held."""
+        result = await self.collection.update_one({"_id": op["_id"], "token": op["token"]},
+                                                  {"$set": changes})
+        if result.matched_count != 1:
+            raise LeaseLost(op["_id"])
         op.update(changes)
 
-    async def acquire(self, op_id: ObjectId, *, owner: str, now: datetime,
+    async def acquire(self, op_id: ObjectId, *, owner: str, token: str, now: datetime,
                       lease_until: datetime) -> Document | None:
         """Take over an operation whose lease has run out; None if someone else holds it."""
         return await self.collection.find_one_and_update(
             {"_id": op_id, "phase": {"$ne": "done"}, "lease_until": {"$lt": now}},
-            {"$set": {"owner": owner, "lease_until": lease_until}},
+            {"$set": {"owner": owner, "token": token, "lease_until": lease_until}},
             return_document=ReturnDocument.AFTER)
 
     async def stale(self, now: datetime) -> list[Document]:
@@ -179,7 +191,67 @@ class LifecycleJournal:
             {"phase": {"$ne": "done"}, "lease_until": {"$lt": now}}).to_list(None)
 
     async def finish(self, op: Document) -> None:
-        await self.collection.delete_one({"_id": op["_id"]})
+        result = await self.collection.delete_one({"_id": op["_id"], "token": op["token"]})
+        if result.deleted_count != 1:
+            raise LeaseLost(op["_id"])
+
+
+class CollectionOwners:
+    """`tenant_collections`: which organization owns each tenant collection name (`_id`),
+    and which of its lifecycle operations (`op_id`, None when idle) holds it right now.
+
+    A collection is moved or dropped only by the operation holding it, checked here just
+    before the act: a create takes the name of the collection it makes, a rename takes the
+    new name and holds the old one until it has settled, a delete holds its collection
+    until the stragglers are dropped. Index builds and drops hold it for their length."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.collection = db["tenant_collections"]
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index("organization_id", name="organization")
+
+    async def take(self, name: str, organization_id: ObjectId, op_id: ObjectId) -> bool:
+        """Own a new collection name for `op_id`; False when another owner has it."""
+        try:
+            await self.collection.insert_one({"_id": name, "organization_id": organization_id,
+                                              "op_id": op_id, "since": utcnow()})
+            return True
+        except DuplicateKeyError:
+            return await self.held(name, organization_id, op_id)
+
+    async def hold(self, name: str, organization_id: ObjectId, op_id: ObjectId) -> bool:
+        """Reserve the organization's idle collection for `op_id` (compare-and-set)."""
+        held = await self.collection.find_one_and_update(
+            {"_id": name, "organization_id": organization_id, "op_id": {"$in": [None, op_id]}},
+            {"$set": {"op_id": op_id}})
+        return held is not None
+
+    async def held(self, name: str, organization_id: ObjectId, op_id: ObjectId) -> bool:
+        found = await self.collection.find_one(
+            {"_id": name, "organization_id": organization_id, "op_id": op_id}, {"_id": 1})
+        return found is not None
+
+    async def let_go(self, name: str, organization_id: ObjectId, op_id: ObjectId) -> None:
+        """The operation is done with the collection; the organization keeps it."""
+        await self.collection.update_one(
+            {"_id": name, "organization_id": organization_id, "op_id": op_id},
+            {"$set": {"op_id": None}})
+
+    async def give_up(self, name: str, organization_id: ObjectId, op_id: ObjectId) -> None:
+        """The organization no longer owns the name: anyone may take it."""
+        await self.collection.delete_one(
+            {"_id": name, "organization_id": organization_id, "op_id": {"$in": [None, op_id]}})
+
+    async def adopt(self, name: str, organization_id: ObjectId) -> bool:
+        """Own the collection of an organization from before ownership existed (startup);
+        True when this made it the owner."""
+        result = await self.collection.update_one(
+            {"_id": name},
+            {"$setOnInsert": {"organization_id": organization_id, "op_id": None,
+                              "since": utcnow()}},
+            upsert=True)
+        return result.upserted_id is not None
 
 
 class IdempotencyKeys:

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bson import ObjectId
@@ -16,12 +17,28 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from org_service.admins.repository import AdminRepository
 from org_service.db import Document, utcnow
-from org_service.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from org_service.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    Unprocessable,
+)
 from org_service.naming import collection_for, slug_of
-from org_service.organizations.lifecycle import Busy, LifecycleManager, NameTaken
+from org_service.organizations.lifecycle import (
+    Busy,
+    CollectionTaken,
+    Inconsistent,
+    LifecycleManager,
+    NameTaken,
+    Stale,
+)
 from org_service.organizations.repository import (
+    ACTIVE,
     VISIBLE,
     IdempotencyKeys,
+    LeaseLost,
     OrganizationRepository,
 )
 from org_service.organizations.schemas import (
@@ -57,7 +74,35 @@ def _email_taken() -> Conflict:
 
 
 def _busy() -> Conflict:
-    return Conflict("Another rename or delete of this organization is in progress")
+    return Conflict("Another rename, delete or index change of this organization is in "
+                    "progress")
+
+
+def _stale() -> Conflict:
+    return Conflict("The organization was renamed or deleted since this request was made; "
+                    "nothing was changed")
+
+
+@contextlib.contextmanager
+def lifecycle_errors(name: str) -> Iterator[None]:
+    """What a journaled operation's refusals mean to the caller."""
+    try:
+        yield
+    except NameTaken:
+        raise _name_taken(name) from None
+    except Busy:
+        raise _busy() from None
+    except Stale:
+        raise _stale() from None
+    except CollectionTaken as taken:
+        raise Conflict(f"The collection '{taken.name}' already exists") from None
+    except Inconsistent as exc:
+        log.error("lifecycle operation stopped: %s", exc)
+        raise Conflict("The organization's collection is not where it should be; nothing "
+                       "was changed (an operator has to look)") from None
+    except LeaseLost:
+        raise ServiceUnavailable("The operation was taken over by recovery; retry to see "
+                                 "its outcome", retry_after=1) from None
 
 
 def idempotency_key(header: str | None) -> str | None:
@@ -149,12 +194,11 @@ class OrganizationService:
         if await self.admins.get_by_email(email):
             raise _email_taken()
         try:
-            org, admin = await self.lifecycle.create(
-                organization_id=organization_id, name=name, slug=slug,
-                collection_name=collection_for(slug), email=email,
-                password_hash=password_hash)
-        except NameTaken:
-            raise _name_taken(name) from None
+            with lifecycle_errors(name):
+                org, admin = await self.lifecycle.create(
+                    organization_id=organization_id, name=name, slug=slug,
+                    collection_name=collection_for(slug), email=email,
+                    password_hash=password_hash)
         except DuplicateKeyError as exc:
             if "email" in str(exc):
                 raise _email_taken() from None
@@ -183,17 +227,19 @@ class OrganizationService:
             if holder is not None and holder["_id"] != tenant.admin["_id"]:
                 raise _email_taken()
         if new_slug != org["slug"]:
-            try:
+            # The organization is re-read once the rename holds its journal slot: if it is
+            # no longer what this request saw, the rename is refused and moves nothing.
+            with lifecycle_errors(new_name):
                 org = await self.lifecycle.rename(
-                    org, new_name=new_name, new_slug=new_slug,
+                    org["_id"], from_slug=org["slug"], new_name=new_name, new_slug=new_slug,
                     new_collection=collection_for(new_slug))
-            except NameTaken:
-                raise _name_taken(new_name) from None
-            except Busy:
-                raise _busy() from None
         elif new_name != org["organization_name"]:
-            org = await self.organizations.update(
-                org["_id"], {"organization_name": new_name}) or org
+            renamed = await self.organizations.update(
+                org["_id"], {"organization_name": new_name},
+                expect={"state": ACTIVE, "slug": org["slug"]})
+            if renamed is None:
+                raise _stale()
+            org = renamed
         if data.email is not None or password_hash is not None:
             try:
                 await self.admins.set_credentials(
@@ -210,18 +256,16 @@ class OrganizationService:
             op = target.finished
             if slug_of(name) != op["slug"]:
                 raise Forbidden("You can only act on your own organization")
-            try:
+            with lifecycle_errors(name):
                 await self.lifecycle.resume_delete(op)
-            except Busy:
-                raise _busy() from None
         else:
             assert target.tenant is not None
             tenant = target.tenant
             self._require_own(tenant, name)
-            try:
-                op = await self.lifecycle.delete(tenant.organization, tenant.admin)
-            except Busy:
-                raise _busy() from None
+            with lifecycle_errors(name):
+                op = await self.lifecycle.delete(
+                    tenant.organization["_id"], slug=tenant.organization["slug"],
+                    admin=tenant.admin)
         return OrganizationDeleted(id=str(op["organization_id"]), organization_name=op["name"],
                                    collection_name=op["collection_name"])
 

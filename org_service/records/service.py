@@ -23,8 +23,9 @@ from org_service.errors import (
     ServiceUnavailable,
     Unprocessable,
 )
+from org_service.organizations.lifecycle import LifecycleManager
 from org_service.organizations.repository import object_id
-from org_service.organizations.service import public
+from org_service.organizations.service import lifecycle_errors, public
 from org_service.pagination import CursorCodec, Pager, SortOrder
 from org_service.records.query import compile_filter, compile_sort, field_path
 from org_service.records.repository import USER_INDEX_PREFIX, RecordRepository, TenantRecords
@@ -79,15 +80,16 @@ def _not_found(kind: str, record_id: str) -> NotFound:
 
 class RecordService:
     def __init__(self, repository: RecordRepository, settings: Settings,
-                 cursors: CursorCodec) -> None:
+                 cursors: CursorCodec, lifecycle: LifecycleManager) -> None:
         self.repository = repository
+        self.lifecycle = lifecycle
         self.max_record_bytes = settings.MAX_RECORD_BYTES
         self.max_indexes = settings.MAX_INDEXES_PER_ORG
         self.index_wait = settings.INDEX_BUILD_WAIT_SECONDS
         self.retry_after = settings.RETRY_AFTER_SECONDS
         self.cursors = cursors
-        # Index builds still running in this process: (organization id, name) -> build.
-        self._builds: dict[tuple[str, str], tuple[asyncio.Task[None], IndexInfo]] = {}
+        # Index builds still running in this process (kept referenced until they end).
+        self._builds: set[asyncio.Task[None]] = set()
 
     def _check_data(self, data: Any, loc: tuple[str | int, ...], label: str) -> None:
         check_shape(data, loc)
@@ -265,16 +267,13 @@ class RecordService:
 
     # --- indexes ---------------------------------------------------------------------
 
-    def _running(self, tenant: TenantContext) -> dict[str, IndexInfo]:
-        return {name: info for (org, name), (task, info) in self._builds.items()
-                if org == tenant.organization_id and not task.done()}
-
     async def list_indexes(self, tenant: TenantContext) -> IndexList:
         ready = await self.repository.for_tenant(tenant).user_indexes()
         infos = [_index_info(ix) for ix in ready]
-        ready_names = {info.name for info in infos}
-        infos += [info for name, info in self._running(tenant).items()
-                  if name not in ready_names]
+        building = await self.lifecycle.journal.for_organization(tenant.organization["_id"])
+        declared = (building or {}).get("index")
+        if declared is not None and declared["name"] not in {info.name for info in infos}:
+            infos.append(IndexInfo.model_validate({**declared, "state": "building"}))
         return IndexList(indexes=sorted(infos, key=lambda i: i.name), limit=self.max_indexes)
 
     async def create_index(self, tenant: TenantContext, body: IndexCreate) -> IndexInfo:
@@ -282,17 +281,30 @@ class RecordService:
                 for i, f in enumerate(body.fields)]
         if len({k for k, _ in keys}) != len(keys):
             raise Unprocessable("Each field may appear once in an index")
-        records = self.repository.for_tenant(tenant)
-        existing = {_index_info(ix).name for ix in await records.user_indexes()}
-        existing |= set(self._running(tenant))
-        if body.name in existing:
-            raise Conflict(f"An index named {body.name!r} already exists")
-        if len(existing) >= self.max_indexes:
-            raise Conflict(f"An organization may declare at most {self.max_indexes} indexes; "
-                           "drop one first")
-        task = asyncio.create_task(records.create_index(body.name, body.kind, keys))
         building = IndexInfo(name=body.name, kind=body.kind, fields=body.fields, state="building")
-        self._builds[(tenant.organization_id, body.name)] = (task, building)
+        # The build holds the organization's collection: no rename or delete moves it
+        # meanwhile, and one index change at a time keeps the cap a count in the database.
+        hold = await self._hold(tenant, index=building.model_dump(exclude={"state"}))
+        records = self.repository.for_tenant(tenant)
+        try:
+            existing = {_index_info(ix).name for ix in await records.user_indexes()}
+            if body.name in existing:
+                raise Conflict(f"An index named {body.name!r} already exists")
+            if len(existing) >= self.max_indexes:
+                raise Conflict(f"An organization may declare at most {self.max_indexes} "
+                               "indexes; drop one first")
+        except BaseException:
+            await self.lifecycle.release(hold)
+            raise
+
+        async def build() -> None:
+            try:
+                await records.create_index(body.name, body.kind, keys)
+            finally:
+                await self.lifecycle.release(hold)
+
+        task = asyncio.create_task(build())
+        self._builds.add(task)
         task.add_done_callback(lambda t: self._forget(tenant.organization_id, body.name, t))
         done, _ = await asyncio.wait({task}, timeout=self.index_wait)
         if not done:
@@ -307,20 +319,26 @@ class RecordService:
         return building.model_copy(update={"state": "ready"})
 
     def _forget(self, organization_id: str, name: str, task: asyncio.Task[None]) -> None:
-        build = self._builds.get((organization_id, name))
-        if build is not None and build[0] is task:
-            del self._builds[(organization_id, name)]
+        self._builds.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             log.warning("index build %s of organization %s failed: %s",
                         name, organization_id, error)
 
     async def drop_index(self, tenant: TenantContext, name: str) -> None:
+        hold = await self._hold(tenant)
         try:
             await self.repository.for_tenant(tenant).drop_index(name)
         except OperationFailure as exc:
             if exc.code == INDEX_NOT_FOUND:
                 raise NotFound(f"No index named {name[:64]!r}") from None
             raise
+        finally:
+            await self.lifecycle.release(hold)
+
+    async def _hold(self, tenant: TenantContext, **fields: Any) -> Document:
+        with lifecycle_errors(tenant.organization["organization_name"]):
+            return await self.lifecycle.hold(tenant.organization["_id"],
+                                             tenant.collection_name, **fields)
 
 
 def _line(value: Any) -> bytes:

@@ -78,7 +78,8 @@ async def assert_consistent(db: Any, expected_counts: dict[str, int] | None = No
 
     every organization is active and resolves to exactly one existing collection, no two
     share one, no tenant collection belongs to nobody, each slug is claimed by its
-    organization and nothing else is claimed, admins belong to live organizations, and
+    organization and nothing else is claimed, each collection is owned by its organization
+    (held by no operation) and nothing else is owned, admins belong to live organizations, and
     each organization's collection holds exactly the documents acknowledged to it."""
     await settled(db, within)
     orgs = await db["organizations"].find({}).to_list(None)
@@ -88,6 +89,9 @@ async def assert_consistent(db: Any, expected_counts: dict[str, int] | None = No
     claims = await db["slug_claims"].find({}).to_list(None)
     assert {c["_id"]: c["organization_id"] for c in claims} == {o["slug"]: o["_id"]
                                                                   for o in orgs}
+    owners = await db["tenant_collections"].find({}).to_list(None)
+    assert {c["_id"]: (c["organization_id"], c["op_id"]) for c in owners} == {
+        o["collection_name"]: (o["_id"], None) for o in orgs}, owners
     org_ids = {o["_id"] for o in orgs}
     admins = await db["admins"].find({}).to_list(None)
     assert {a["organization_id"] for a in admins} == org_ids

@@ -64,6 +64,7 @@ async def test_a_failed_create_is_not_replayed_its_retry_runs_again(
         assert clash.status_code == 409
         await lifecycle_db["organizations"].delete_many({})
         await lifecycle_db["slug_claims"].delete_many({})
+        await lifecycle_db["tenant_collections"].delete_many({})
         await lifecycle_db.drop_collection("org_taken")
 
         again = await create(app.http, "Taken", "other@x.example.com",

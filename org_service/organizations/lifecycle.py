@@ -248,6 +248,17 @@ class LifecycleManager:
             raise Stale()
         return org
 
+    async def _hold_and_mark(self, op: Document, org: Document, state: str) -> None:
+        """Hold the organization's collection for `op`, then mark the organization `state`
+        if it is still active with the slug and collection `op` was built from."""
+        if not await self.owners.hold(org["collection_name"], org["_id"], op["_id"]):
+            raise Inconsistent(f"no ownership of {org['collection_name']}")
+        if await self.organizations.update(
+                org["_id"], {"state": state},
+                expect={"state": ACTIVE, "slug": org["slug"],
+                        "collection_name": org["collection_name"]}) is None:
+            raise Stale()
+
     # -- create ------------------------------------------------------------------------
 
     async def create(self, *, organization_id: ObjectId, name: str, slug: str,
@@ -326,14 +337,7 @@ class LifecycleManager:
                 # know: never fold a tenant's data into it.
                 if await self.collections.exists(new_collection):
                     raise CollectionTaken(new_collection)
-                if not await self.owners.hold(org["collection_name"], organization_id,
-                                              op["_id"]):
-                    raise Inconsistent(f"no ownership of {org['collection_name']}")
-                if await self.organizations.update(
-                        organization_id, {"state": RENAMING},
-                        expect={"state": ACTIVE, "slug": org["slug"],
-                                "collection_name": org["collection_name"]}) is None:
-                    raise Stale()
+                await self._hold_and_mark(op, org, RENAMING)
             except BaseException:
                 await self._fail(op, self._abort_rename)
                 raise
@@ -424,15 +428,8 @@ class LifecycleManager:
                                            slug=org["slug"],
                                            collection_name=org["collection_name"])
                 await self._step("journaled", op)
-                if not await self.owners.hold(org["collection_name"], organization_id,
-                                              op["_id"]):
-                    raise Inconsistent(f"no ownership of {org['collection_name']}")
                 # Invisible first: from here no token of this organization resolves.
-                if await self.organizations.update(
-                        organization_id, {"state": DELETING},
-                        expect={"state": ACTIVE, "slug": org["slug"],
-                                "collection_name": org["collection_name"]}) is None:
-                    raise Stale()
+                await self._hold_and_mark(op, org, DELETING)
             except BaseException:
                 await self._fail(op, self._abort_delete)
                 raise

@@ -72,6 +72,16 @@ async def settled(db: Any, within: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def wipe(db: Any) -> None:
+    """An empty master database again, once nothing is in flight any more."""
+    await settled(db, within=30)
+    for name in await db.list_collection_names():
+        if name.startswith("org_"):
+            await db.drop_collection(name)
+        else:
+            await db[name].delete_many({})
+
+
 async def assert_consistent(db: Any, expected_counts: dict[str, int] | None = None,
                             within: float = 15.0) -> None:
     """The lifecycle invariants, once nothing is in flight:

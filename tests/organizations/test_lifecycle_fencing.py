@@ -106,3 +106,26 @@ async def test_a_rename_refused_as_stale_changes_no_name(
         org = await lifecycle_db["organizations"].find_one({"_id": ObjectId(org_id)})
         assert (org["organization_name"], org["collection_name"]) == ("North", "org_north")
         await assert_consistent(lifecycle_db, {org_id: 2})
+
+
+async def test_a_rename_whose_collection_is_missing_stops_and_creates_nothing(
+        lifecycle_settings: Any, lifecycle_db: Any) -> None:
+    # Someone dropped org_acme behind the service's back: the rename must not paper over
+    # it with an empty org_zenith (the records would silently be gone for good).
+    async with running(lifecycle_settings) as app:
+        org_id, auth = await org_with_docs(app, lifecycle_db, "Acme", 3)
+        await lifecycle_db.drop_collection("org_acme")
+
+        response = await rename(app.http, auth, "Acme", "Zenith")
+
+        assert response.status_code == 409, response.text
+        assert "not where it should be" in response.json()["detail"]
+        await settled(lifecycle_db)
+        assert await lifecycle_db.list_collection_names(
+            filter={"name": {"$regex": "^org_"}}) == []
+        org = await lifecycle_db["organizations"].find_one({"_id": ObjectId(org_id)})
+        assert (org["state"], org["slug"]) == ("active", "acme")
+        claims = [c["_id"] for c in await lifecycle_db["slug_claims"].find({}).to_list(None)]
+        assert claims == ["acme"]
+        owners = await lifecycle_db["tenant_collections"].find({}).to_list(None)
+        assert [(o["_id"], o["op_id"]) for o in owners] == [("org_acme", None)]

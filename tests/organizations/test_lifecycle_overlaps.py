@@ -37,6 +37,7 @@ from tests.organizations.lifecycle_support import (
     rename,
     running,
     settled,
+    wipe,
 )
 
 NAMES = ["Acme", "Beta", "Gamma Co", "Delta"]
@@ -62,12 +63,15 @@ class Pauses:
         self.armed: str | None = None
         self.paused: list[tuple[str, Document, asyncio.Event]] = []
         self.seen: Counter[str] = Counter()  # how often each step paused, for the record
+        self.reached = asyncio.Event()  # set whenever an operation pauses
 
     async def __call__(self, step: str, op: Document) -> None:
         if step != self.armed:
             return
         self.armed = None
         self.seen[step] += 1
+        self.reached.set()
+        self.reached = asyncio.Event()
         released = asyncio.Event()
         self.paused.append((step, op, released))
         await released.wait()
@@ -98,19 +102,11 @@ def test_lifecycle_invariants_hold_while_operations_overlap(settings: Any) -> No
     first = start_app()
     db = first.services.mongo.master
 
-    async def reset() -> None:
-        await settled(db, within=30)
-        for name in await db.list_collection_names():
-            if name.startswith("org_"):
-                await db.drop_collection(name)
-            else:
-                await db[name].delete_many({})
-
     class Overlaps(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
             self.app = first
-            loop.run_until_complete(reset())
+            loop.run_until_complete(wipe(db))
             # id -> {"name", "auth", "acked", "tried"}: organizations created, as last known
             self.orgs: dict[str, dict[str, Any]] = {}
             self.tasks: list[asyncio.Task[Any]] = []
@@ -122,9 +118,21 @@ def test_lifecycle_invariants_hold_while_operations_overlap(settings: Any) -> No
             return loop.run_until_complete(coroutine)
 
         def launch(self, coroutine: Any) -> None:
-            """Start an API call and let everything in flight run a little."""
-            self.tasks.append(loop.create_task(coroutine))
-            self.run(asyncio.sleep(0.05))
+            """Start an API call and let everything in flight run a little; when a pause
+            is armed, until some operation has reached it (or the call has ended), so a
+            slow machine pauses the same operations as a fast one."""
+            task = loop.create_task(coroutine)
+            self.tasks.append(task)
+
+            async def go_on() -> None:
+                await asyncio.sleep(0.05)
+                if pauses.armed is not None:
+                    reached = loop.create_task(pauses.reached.wait())
+                    await asyncio.wait({task, reached}, timeout=3,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    reached.cancel()
+
+            self.run(go_on())
 
         def pick(self, data: Any) -> str:
             # Drawn as a number: which organizations exist depends on timing, and what

@@ -32,7 +32,7 @@ from tests.organizations.lifecycle_support import (
     login_auth,
     rename,
     running,
-    settled,
+    wipe,
 )
 
 NAMES = ["Acme", "acme", "Beta", "Gamma Co", "Delta"]
@@ -49,18 +49,10 @@ def test_lifecycle_invariants_hold_under_random_interleavings(settings: Any) -> 
     db = app.services.mongo.master
     emails = itertools.count()
 
-    async def reset() -> None:
-        await settled(db)
-        for name in await db.list_collection_names():
-            if name.startswith("org_"):
-                await db.drop_collection(name)
-            else:
-                await db[name].delete_many({})
-
     class Lifecycle(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            loop.run_until_complete(reset())
+            loop.run_until_complete(wipe(db))
             # name -> {"id", "auth", "count"} of every live organization
             self.live: dict[str, dict[str, Any]] = {}
 

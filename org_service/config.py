@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
+MIN_METRICS_TOKEN_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -41,11 +42,29 @@ class Settings(BaseSettings):
     IDEMPOTENCY_KEY_TTL_SECONDS: int = Field(default=24 * 3600, ge=60)
 
     # Login throttling, shared by every API process through MongoDB: after this many failed
-    # logins for one email (or from one client address) within the window, further attempts
-    # get 429 until the window that began with the first failure has passed.
+    # logins for one email from one client address (or from one address for any emails)
+    # within the window, further attempts get 429 until the window that began with the
+    # first failure has passed. Failures for one email from anywhere stop at a much higher
+    # ceiling; past SLOWDOWN_AFTER of them each makes the next attempt for that email wait
+    # twice as long (1 s, 2 s, 4 s, ... at most SLOWDOWN_MAX): strangers guessing elsewhere
+    # slow the owner down by seconds, never lock them out below the ceiling.
     LOGIN_WINDOW_SECONDS: int = Field(default=15 * 60, ge=1, le=24 * 3600)
     LOGIN_MAX_FAILURES_PER_EMAIL: int = Field(default=5, ge=1)
     LOGIN_MAX_FAILURES_PER_ADDRESS: int = Field(default=20, ge=1)
+    LOGIN_EMAIL_CEILING: int = Field(default=100, ge=1)
+    LOGIN_EMAIL_SLOWDOWN_AFTER: int = Field(default=10, ge=0)
+    LOGIN_EMAIL_SLOWDOWN_MAX_SECONDS: int = Field(default=30, ge=1, le=3600)
+    # Public creates per client address per window (each costs a password hash), counted
+    # like failed logins; then 429. Password hashes of each kind (checks for logins, which
+    # go first; new passwords for creates and password changes) that may wait per process
+    # behind the running ones: a request needing one more gets 503 with Retry-After at once.
+    CREATE_MAX_PER_ADDRESS: int = Field(default=20, ge=1)
+    CREATE_WINDOW_SECONDS: int = Field(default=3600, ge=1, le=24 * 3600)
+    HASH_QUEUE_MAX: int = Field(default=32, ge=0)
+    # Step-up for credential changes: PUT /org/update may change the admin's email or
+    # password only with a token whose login (auth_time) is at most this old, or with the
+    # current password in the body, so a stolen token cannot become a permanent takeover.
+    CREDENTIAL_CHANGE_MAX_AGE_SECONDS: int = Field(default=600, ge=1, le=24 * 3600)
 
     # Tenant records (org_service/records).
     MAX_RECORD_BYTES: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
@@ -56,6 +75,32 @@ class Settings(BaseSettings):
     # POST /org/indexes answers 201 when the build ends within this wait, else 202 (building).
     INDEX_BUILD_WAIT_SECONDS: float = Field(default=2.0, ge=0, le=60)
     INDEX_BUILD_TIMEOUT_SECONDS: int = Field(default=3600, ge=1)
+    # What one listing, query page or export batch may hold, in BSON bytes: a page stops
+    # early (with `next`) when the next record would not fit. At least one record always.
+    MAX_RESPONSE_BYTES: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    # Requests of one organization in flight in one API process; past it 429 (0: no limit).
+    MAX_TENANT_REQUESTS_IN_FLIGHT: int = Field(default=64, ge=0)
+
+    # Audit trail (org_service/audit) and /metrics. Entries expire this many days after they
+    # were written (a TTL index). Identical refused events from strangers (failed or
+    # throttled logins and creates, wrong X-Organization-ID) within one window of this many
+    # seconds are one entry with a count (0: never collapse).
+    AUDIT_RETENTION_DAYS: int = Field(default=365, ge=1, le=100 * 365)
+    AUDIT_COLLAPSE_SECONDS: int = Field(default=60, ge=0, le=24 * 3600)
+    # The organizations gauge is counted at most once per this many seconds per process.
+    METRICS_REFRESH_SECONDS: float = Field(default=15, ge=0, le=3600)
+    # When set, GET /metrics wants `Authorization: Bearer <token>` (at least 16 characters).
+    METRICS_TOKEN: SecretStr | None = None
+
+    @field_validator("METRICS_TOKEN")
+    @classmethod
+    def _metrics_token_strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # `METRICS_TOKEN=` in a .env file: no token
+        if len(value.get_secret_value()) < MIN_METRICS_TOKEN_CHARS:
+            raise ValueError(
+                f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_CHARS} characters")
+        return value
 
     @field_validator("JWT_SECRET_KEY")
     @classmethod

@@ -10,7 +10,8 @@ from fastapi import Depends, Request
 if TYPE_CHECKING:
     from org_service.admins.repository import AdminRepository, LoginFailureRepository
     from org_service.admins.service import AdminService
-    from org_service.admins.throttle import LoginThrottle
+    from org_service.admins.throttle import CreateThrottle, LoginThrottle
+    from org_service.admission import TenantAdmission
     from org_service.audit.service import AuditLog
     from org_service.config import Settings
     from org_service.db import Mongo
@@ -39,9 +40,11 @@ class Services:
     admin_service: AdminService
     login_failures: LoginFailureRepository
     login_throttle: LoginThrottle
+    create_throttle: CreateThrottle
     audit: AuditLog
     records: RecordService
     collection_hints: CollectionHints
+    admission: TenantAdmission
 
 
 async def get_services(request: Request) -> Services:

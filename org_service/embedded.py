@@ -56,8 +56,14 @@ class EmbeddedMongo:
     """A SecantusDB server on a loopback port, owned by this process."""
 
     def __init__(self, storage_path: str, *, sync_on_commit: bool = True,
-                 test_commands: bool = False, port: int | None = None) -> None:
+                 test_commands: bool = False, port: int | None = None,
+                 cache_size: str | None = None,
+                 oplog_retention_seconds: int | None = None) -> None:
         self.storage_path = storage_path
+        # With ":memory:" every byte written lives in WiredTiger's cache (1 GB unless set),
+        # the oplog's copy of it too; near the cap the engine stalls whole requests.
+        self.cache_size = cache_size
+        self.oplog_retention_seconds = oplog_retention_seconds
         self.port = port or free_port()
         self.sync_on_commit = sync_on_commit
         self.test_commands = test_commands
@@ -77,6 +83,10 @@ class EmbeddedMongo:
             command.append("--sync-on-commit")
         if self.test_commands:
             command.append("--enable-test-commands")
+        if self.cache_size:
+            command += ["--cache-size", self.cache_size]
+        if self.oplog_retention_seconds is not None:
+            command += ["--oplog-retention-seconds", str(self.oplog_retention_seconds)]
         deadline = time.monotonic() + timeout
         while True:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,

@@ -1,7 +1,10 @@
 """Typed service errors and the one place that renders every error as JSON.
 
 Every error body has the same shape: ``{"error": <code>, "detail": <message>}``, plus
-``errors`` (a list of field problems) for validation failures.
+``errors`` (a list of field problems) for validation failures and ``request_id`` on a 500.
+
+A database error is a 503 (retry) only when it is transient; any other is a 500: a client
+told to retry an error that will recur would retry forever.
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+    WTimeoutError,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -29,6 +40,7 @@ class ErrorResponse(BaseModel):
     error: str
     detail: str
     errors: list[FieldProblem] | None = None
+    request_id: str | None = None
 
 
 class ServiceError(Exception):
@@ -109,10 +121,64 @@ class TenantBusy(ServiceUnavailable):
         self.organization_id = organization_id
 
 
+class DeadlineExceeded(ServiceUnavailable):
+    """A tenant write would start after its request's deadline (TENANT_REQUEST_TIMEOUT_MS):
+    nothing was written; a retry gets a fresh deadline."""
+
+    def __init__(self, *, retry_after: int = 1) -> None:
+        super().__init__("The request ran past its deadline before it could write; nothing "
+                         "was written, retry", retry_after=retry_after)
+
+
+# Server error codes that mean "the server or the network, not the request": the retryable
+# codes of the retryable reads/writes specs (pymongo.helpers_shared._RETRYABLE_ERROR_CODES,
+# which covers SDAM's not-primary and node-is-recovering codes) and the time limits.
+RETRYABLE_CODES: frozenset[int] = frozenset({
+    6,  # HostUnreachable
+    7,  # HostNotFound
+    50,  # MaxTimeMSExpired
+    64,  # WriteConcernFailed (wtimeout)
+    89,  # NetworkTimeout
+    91,  # ShutdownInProgress
+    134,  # ReadConcernMajorityNotAvailableYet
+    189,  # PrimarySteppedDown
+    262,  # ExceededTimeLimit
+    9001,  # SocketException
+    10058,  # LegacyNotPrimary
+    10107,  # NotWritablePrimary
+    11600,  # InterruptedAtShutdown
+    11602,  # InterruptedDueToReplStateChange
+    13435,  # NotPrimaryNoSecondaryOk
+    13436,  # NotPrimaryOrSecondary
+})
+# Labels the server or driver puts on errors that a retry may get past.
+TRANSIENT_LABELS = ("RetryableWriteError", "TransientTransactionError",
+                    "SystemOverloadedError", "RetryableError")
+
+
+def is_transient(exc: PyMongoError) -> bool:
+    """Whether a database error may go away on a retry (503) or will recur (500)."""
+    # Network errors, server selection and pool timeouts, not-primary (AutoReconnect and its
+    # subclasses), and any client-side (CSOT) timeout.
+    if isinstance(exc, ConnectionFailure | ExecutionTimeout | WTimeoutError) or exc.timeout:
+        return True
+    if any(exc.has_error_label(label) for label in TRANSIENT_LABELS):
+        return True
+    if isinstance(exc, BulkWriteError):
+        # Write errors (duplicates, validation) recur; a write concern error may not.
+        details = exc.details or {}
+        concern = details.get("writeConcernErrors") or []
+        return not details.get("writeErrors") and any(
+            e.get("code") in RETRYABLE_CODES for e in concern)
+    return isinstance(exc, OperationFailure) and exc.code in RETRYABLE_CODES
+
+
 def responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for a route: each error it may raise, with the shared body."""
     documented: dict[int | str, dict[str, Any]] = {
         422: {"model": ErrorResponse, "description": "The request is malformed"},
+        500: {"model": ErrorResponse,
+              "description": "An unexpected error; quote request_id when reporting it"},
         503: {"model": ErrorResponse, "description": "The database is unavailable; retry"},
     }
     for error in errors:
@@ -179,10 +245,20 @@ def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
         return _render(409, "conflict", "A resource with these unique fields already exists")
 
     @app.exception_handler(PyMongoError)
-    async def _database_error(_: Request, exc: PyMongoError) -> JSONResponse:
-        log.warning("database error: %s: %s", type(exc).__name__, exc)
-        return _render(503, "service_unavailable", "The database is unavailable; retry later",
-                       {"Retry-After": str(retry_after)})
+    async def _database_error(request: Request, exc: PyMongoError) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", None)
+        code = getattr(exc, "code", None)
+        if is_transient(exc):
+            log.warning("database unavailable: %s (code %s): %s", type(exc).__name__, code,
+                        exc, extra={"request_id": request_id})
+            return _render(503, "service_unavailable",
+                           "The database is unavailable; retry later",
+                           {"Retry-After": str(retry_after)})
+        # Not the client's to retry: say so, and give them the id that finds the cause in
+        # the log (the message may hold data of the request; it stays in the log).
+        log.error("database error: %s (code %s): %s", type(exc).__name__, code, exc,
+                  exc_info=exc, extra={"request_id": request_id})
+        return internal_error_response(request_id)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -190,5 +266,9 @@ def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
         return internal_error_response()
 
 
-def internal_error_response() -> JSONResponse:
-    return _render(500, "internal_error", "Internal server error")
+def internal_error_response(request_id: str | None = None) -> JSONResponse:
+    if request_id is None:
+        return _render(500, "internal_error", "Internal server error")
+    body = {"error": "internal_error", "request_id": request_id,
+            "detail": "Internal server error; quote the request_id when reporting it"}
+    return JSONResponse(body, status_code=500)

@@ -17,7 +17,8 @@ from org_service import health
 from org_service.admins import endpoints as admin_endpoints
 from org_service.admins.repository import AdminRepository, LoginFailureRepository
 from org_service.admins.service import AdminService
-from org_service.admins.throttle import LoginThrottle
+from org_service.admins.throttle import CreateThrottle, LoginThrottle
+from org_service.admission import ReleaseAdmission, TenantAdmission
 from org_service.audit import endpoints as audit_endpoints
 from org_service.audit.repository import AuditRepository
 from org_service.audit.service import AuditLog
@@ -27,6 +28,7 @@ from org_service.db import Mongo, create_client
 from org_service.deps import Services
 from org_service.embedded import EmbeddedMongo
 from org_service.errors import install_error_handlers
+from org_service.keys import ServiceKeys
 from org_service.observability import Metrics, ObservabilityMiddleware, configure_logging
 from org_service.observability import router as metrics_router
 from org_service.organizations import endpoints as organization_endpoints
@@ -50,16 +52,19 @@ from org_service.tenancy import CollectionHints
 log = logging.getLogger("org_service")
 
 
-def build_services(settings: Settings, mongo: Mongo) -> Services:
-    hasher = PasswordHasher(settings.BCRYPT_ROUNDS)
+def build_services(settings: Settings, mongo: Mongo,
+                   admission: TenantAdmission | None = None) -> Services:
+    hasher = PasswordHasher(settings.BCRYPT_ROUNDS, queue_max=settings.HASH_QUEUE_MAX)
     tokens = TokenCodec(settings.JWT_SECRET_KEY.get_secret_value(), settings.JWT_EXPIRE_MINUTES)
     organizations = OrganizationRepository(mongo.master)
     admins = AdminRepository(mongo.master)
     collections = TenantCollections(mongo.master)
     login_failures = LoginFailureRepository(mongo.master)
     throttle = LoginThrottle(login_failures, settings)
+    # The token secret is used raw only for tokens; every other key is derived from it.
+    keys = ServiceKeys.from_secret(settings.JWT_SECRET_KEY.get_secret_value())
     # One signing key for every pagination cursor (records, audit).
-    cursors = CursorCodec(settings.JWT_SECRET_KEY.get_secret_value().encode())
+    cursors = CursorCodec(keys.cursor)
     lifecycle = LifecycleManager(
         journal=LifecycleJournal(mongo.master), claims=SlugClaims(mongo.master),
         owners=CollectionOwners(mongo.master),
@@ -77,18 +82,24 @@ def build_services(settings: Settings, mongo: Mongo) -> Services:
             organizations=organizations, admins=admins, lifecycle=lifecycle,
             keys=IdempotencyKeys(mongo.master, settings.IDEMPOTENCY_KEY_TTL_SECONDS),
             hasher=hasher,
-            fingerprint_secret=settings.JWT_SECRET_KEY.get_secret_value().encode()),
+            fingerprint_secret=keys.idempotency_fingerprint),
         admin_service=AdminService(admins=admins, organizations=organizations, hasher=hasher,
                                    tokens=tokens, throttle=throttle),
         login_failures=login_failures,
         login_throttle=throttle,
-        audit=AuditLog(AuditRepository(mongo.master), cursors),
+        create_throttle=CreateThrottle(login_failures, settings),
+        audit=AuditLog(AuditRepository(
+            mongo.master, retention_seconds=settings.AUDIT_RETENTION_DAYS * 24 * 3600),
+            cursors, collapse_seconds=settings.AUDIT_COLLAPSE_SECONDS),
         records=RecordService(RecordRepository(
             mongo.master, max_time_ms=settings.QUERY_MAX_TIME_MS,
             export_batch_size=settings.EXPORT_BATCH_SIZE,
-            index_build_timeout=settings.INDEX_BUILD_TIMEOUT_SECONDS), settings, cursors,
+            index_build_timeout=settings.INDEX_BUILD_TIMEOUT_SECONDS,
+            response_bytes=settings.MAX_RESPONSE_BYTES,
+            max_record_bytes=settings.MAX_RECORD_BYTES), settings, cursors,
             lifecycle),
         collection_hints=CollectionHints(),
+        admission=admission or TenantAdmission(settings.MAX_TENANT_REQUESTS_IN_FLIGHT),
     )
 
 
@@ -145,14 +156,17 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
 
 
 class OrgServiceAPI(FastAPI):
+    admission: TenantAdmission
+
     def build_middleware_stack(self) -> ASGIApp:
-        return JSONPayloadTooLarge(super().build_middleware_stack())
+        return ReleaseAdmission(JSONPayloadTooLarge(super().build_middleware_stack()),
+                                self.admission)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging()
-    metrics = Metrics()
+    metrics = Metrics(organizations_max_age=settings.METRICS_REFRESH_SECONDS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -167,7 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         embedded.port, data_dir)
         mongo = Mongo(create_client(url, settings, [metrics.command_listener]),
                       settings.MASTER_DB_NAME)
-        services = build_services(settings, mongo)
+        services = build_services(settings, mongo, app.admission)
         app.state.services = services
         recovered = asyncio.Event()
         maintaining = asyncio.create_task(_maintain(services, recovered))
@@ -191,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         max_body_size=settings.MAX_BODY_BYTES,
     )
+    app.admission = TenantAdmission(settings.MAX_TENANT_REQUESTS_IN_FLIGHT)
     app.state.metrics = metrics
     install_error_handlers(app, retry_after=settings.RETRY_AFTER_SECONDS)
     if settings.cors_origins:

@@ -7,6 +7,8 @@ PyMongo's command monitoring feeds the database latency histogram; `/metrics` ex
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 import re
 import sys
@@ -15,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,7 +33,7 @@ from pymongo.errors import PyMongoError
 from pythonjsonlogger.json import JsonFormatter
 
 from org_service.deps import ServicesDep
-from org_service.errors import internal_error_response
+from org_service.errors import ErrorResponse, Unauthorized, internal_error_response
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -84,7 +86,8 @@ def accepted_request_id(value: str | None) -> str:
 class Metrics:
     """This app's Prometheus registry (one per app, so tests may build several apps)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, organizations_max_age: float = 15,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = CollectorRegistry()
         labels = ("method", "route", "status")
         self.requests = Counter("http_requests", "HTTP requests answered", labels,
@@ -102,6 +105,10 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         self.command_listener = CommandMetrics(self.db_latency)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.organizations_max_age = organizations_max_age
+        self.clock = clock
+        self._organizations_counted_at: float | None = None
+        self._organizations_refresh = asyncio.Lock()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
@@ -114,14 +121,30 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
+    def _organizations_fresh(self) -> bool:
+        counted = self._organizations_counted_at
+        return counted is not None and self.clock() - counted < self.organizations_max_age
+
     async def refresh_organizations(self, count: Callable[[], Awaitable[int]]) -> None:
-        # Counted at scrape time (scrapes come every few seconds at most; the count is one
-        # command), so the gauge is never stale.
-        try:
-            self.organizations.set(await count())
-        except PyMongoError as exc:
-            # Metrics matter most during an outage: serve the rest, keep the last count.
-            log.warning("organizations count failed: %s", exc)
+        """Recount the organizations gauge if the last count is older than the max age.
+
+        Anyone who can reach /metrics can scrape it as often as they like: the count reads
+        the organizations collection, so it runs at most once per max age in this process,
+        and scrapes arriving while it runs wait for that one count instead of starting
+        their own."""
+        if self._organizations_fresh():
+            return
+        async with self._organizations_refresh:
+            if self._organizations_fresh():
+                return  # counted by the scrape we waited for
+            try:
+                self.organizations.set(await count())
+            except PyMongoError as exc:
+                # Metrics matter most during an outage: serve the rest, keep the last count
+                # (and do not retry before the max age: each try may wait for a timeout).
+                log.warning("organizations count failed: %s", exc)
+            finally:
+                self._organizations_counted_at = self.clock()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -218,14 +241,30 @@ class ObservabilityMiddleware:
         })
 
 
+async def metrics_scraper(request: Request, services: ServicesDep) -> None:
+    """With METRICS_TOKEN set, only `Authorization: Bearer <METRICS_TOKEN>` may scrape."""
+    token = services.settings.METRICS_TOKEN
+    if token is None:
+        return
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    # Headers arrive decoded as latin-1: encoding back gives the bytes that were sent.
+    # compare_digest: the time taken does not tell how much of a guess was right.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+            credentials.strip().encode("latin-1"), token.get_secret_value().encode()):
+        raise Unauthorized("GET /metrics needs the metrics bearer token")
+
+
 router = APIRouter(tags=["Health"])
 
 
-@router.get("/metrics", response_class=Response,
+@router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_scraper)],
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
-                             "description": "Prometheus text exposition"}})
+                             "description": "Prometheus text exposition"},
+                       401: {"model": ErrorResponse,
+                             "description": "METRICS_TOKEN is set and the request lacks it"}})
 async def metrics(request: Request, services: ServicesDep) -> Response:
-    """Prometheus metrics: requests, latencies, database command latency, organizations."""
+    """Prometheus metrics: requests, latencies, database command latency, organizations
+    (counted at most once per METRICS_REFRESH_SECONDS). Public unless METRICS_TOKEN is set."""
     registry: Metrics = request.app.state.metrics
     await registry.refresh_organizations(services.organizations.count_active)
     return Response(registry.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -64,10 +64,13 @@ class SortOrder:
 
 
 class CursorCodec:
-    """Signs and checks cursors with a key derived from the service secret."""
+    """Signs and checks cursors with a key of their own (see org_service.keys: derived from
+    the service secret, never the secret itself)."""
 
-    def __init__(self, secret: bytes) -> None:
-        self._key = hmac.new(secret, b"org_service pagination cursor v1", hashlib.sha256).digest()
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("a cursor key has at least 32 bytes")
+        self._key = key
 
     def _mac(self, scope: str, payload: bytes) -> bytes:
         return hmac.new(self._key, scope.encode() + b"\0" + payload,
@@ -130,8 +133,11 @@ class Pager:
         # One more than the page: its presence says whether a next page exists.
         return self.limit + 1
 
-    def page(self, documents: list[Document]) -> tuple[list[Document], str | None]:
+    def page(self, documents: list[Document], *, cut: bool = False
+             ) -> tuple[list[Document], str | None]:
+        """The page and the cursor of the next one; `cut`: the database read stopped early
+        (the response budget), so there is more after the last document."""
         items = documents[: self.limit]
-        if len(documents) <= self.limit or not items:
+        if (len(documents) <= self.limit and not cut) or not items:
             return items, None
         return items, self.codec.encode(self.scope, self.order.key_of(items[-1]))

@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from org_service.audit.service import Auditor, request_info
 from org_service.db import Document
 from org_service.deps import Services
-from org_service.errors import Forbidden, TenantBusy, Unauthorized
+from org_service.errors import DeadlineExceeded, Forbidden, TenantBusy, Unauthorized
 from org_service.organizations.repository import ACTIVE, RENAMING, object_id
 from org_service.security import TokenClaims
 
@@ -84,7 +84,8 @@ class TenantContext:
         (PyMongo's client-side timeout also bounds the server's work with maxTimeMS)."""
         remaining = self.write_deadline - time.monotonic()
         if remaining <= 0:
-            raise TenantBusy(self.organization_id)
+            # No rename need be running: the request was just slow. Say what happened.
+            raise DeadlineExceeded()
         with pymongo.timeout(remaining):
             yield
 
@@ -164,6 +165,7 @@ async def resolve_tenant(request: Request, services: Services,
     tenant = TenantContext(claims=claims, admin=found.admin, organization=organization,
                            write_deadline=write_deadline, prefetched=prefetched)
     request.state.tenant = tenant
+    services.admission.enter(request.scope.setdefault("state", {}), claims.organization_id)
     await check_organization_header(request, services, x_organization_id, claims,
                                     tenant.admin_id)
     return tenant

@@ -99,13 +99,15 @@ class Size:
     health_requests: int = 400
     health_rounds: int = 3
     concurrent_logins: int = 8
+    flood_creators: int = 50
+    flood_logins: int = 20
     rss_reads: int = 10_000
     copy_sample: int = 5_000
 
 
 QUICK = Size(large_orgs=200, many_records=500, rename_records=1_000, cpu_rounds=2, cpu_requests=50,
              latency_rounds=2, latency_requests=30, health_requests=50, health_rounds=1,
-             rss_reads=200)
+             rss_reads=200, flood_creators=16, flood_logins=3)
 
 
 @dataclass
@@ -315,6 +317,7 @@ class Bench:
         self.client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url, tz_aware=True)
         self.small_db = f"bench_small_{self.tag}"
         self.large_db = f"bench_large_{self.tag}"
+        self.flood_db = f"bench_flood_{self.tag}"
         self.servers: list[Server] = []
 
     def env(self, db: str) -> dict[str, str]:
@@ -330,7 +333,7 @@ class Bench:
         finally:
             for server in self.servers:
                 server.stop()
-            for db in (self.small_db, self.large_db):
+            for db in (self.small_db, self.large_db, self.flood_db):
                 await self.client.drop_database(db)
             await self.client.close()
         return self.report
@@ -375,6 +378,7 @@ class Bench:
             await self.memory_after_reading_every_organization()
             await self.health_during_logins()
             await self.rename()
+            await self.during_create_flood()
 
     async def cpu_per_request(self) -> None:
         size, tenant = self.size, self.probe_small
@@ -569,6 +573,75 @@ class Bench:
             "fewer than 2 cores, or other processes taking them, the event loop still "
             "competes with the hashing for CPU.")
 
+    async def during_create_flood(self) -> None:
+        """/health and logins while public creates hammer an API of its own (its own
+        database, default limits), each create from another client address (uvicorn trusts
+        X-Forwarded-For from 127.0.0.1), so the per-address create throttle lets them all
+        through to bcrypt: only the bounded hash queue, logins first, stands between them."""
+        size = self.size
+        server = Server("api_flood", "org_service.main:app", self.env(self.flood_db),
+                        self.workdir)
+        self.servers.append(server)
+        await server.wait_ready("/ready")
+        outcomes: dict[int, int] = {}
+        async with (httpx.AsyncClient(base_url=server.url, timeout=120,
+                                      limits=httpx.Limits(max_connections=16)) as http,
+                    httpx.AsyncClient(base_url=server.url, timeout=120, limits=httpx.Limits(
+                        max_connections=size.flood_creators)) as flood):
+            await create_via_api(http, "Bench Flood Target", "flood@bench.example")
+            sent = 0
+
+            async def keep_creating(worker: int, stop: asyncio.Event) -> None:
+                nonlocal sent
+                while not stop.is_set():
+                    sent += 1
+                    response = await flood.post("/org/create", headers={
+                        "X-Forwarded-For": f"10.{worker}.{sent // 250 % 250}.{sent % 250 + 1}"},
+                        json={"organization_name": f"Flood {worker} {sent}", "password": PASSWORD,
+                              "email": f"flood{worker}-{sent}@bench.example"})
+                    outcomes[response.status_code] = outcomes.get(response.status_code, 0) + 1
+
+            def health() -> Awaitable[httpx.Response]:
+                return http.get("/health")
+
+            def login() -> Awaitable[httpx.Response]:
+                return http.post("/admin/login", json={"email": "flood@bench.example",
+                                                       "password": PASSWORD})
+
+            idle_health: list[float] = []
+            busy_health: list[float] = []
+            idle_login: list[float] = []
+            busy_login: list[float] = []
+            for _ in tqdm(range(size.health_rounds), desc="idle vs create flood", unit="round"):
+                idle_health += await run_batch(http, health, size.health_requests)
+                idle_login += await run_batch(http, login, size.flood_logins)
+                stop = asyncio.Event()
+                creators = [asyncio.create_task(keep_creating(n, stop))
+                            for n in range(size.flood_creators)]
+                await asyncio.sleep(0.5)  # let the hash queue fill
+                busy_health += await run_batch(http, health, size.health_requests)
+                busy_login += await run_batch(http, login, size.flood_logins)
+                stop.set()
+                await asyncio.gather(*creators)
+        health_ratio = percentile(busy_health, 0.99) / percentile(idle_health, 0.99)
+        login_ratio = statistics.median(busy_login) / statistics.median(idle_login)
+        answered = ", ".join(f"{count} × {status}" for status, count in sorted(outcomes.items()))
+        self.report.add(
+            f"/health p99 and login latency with {size.flood_creators} concurrent public "
+            f"creates ({LOGIN_ROUNDS} bcrypt rounds, each from its own address) vs idle",
+            f"/health p99 {percentile(idle_health, 0.99):.2f} → "
+            f"{percentile(busy_health, 0.99):.2f} ms ({health_ratio:.2f}×); login median "
+            f"{statistics.median(idle_login):.0f} → {statistics.median(busy_login):.0f} ms "
+            f"({login_ratio:.2f}×), every login 200; the creates meanwhile: {answered}",
+            "≤ 3× each", verdict(health_ratio <= 3 and login_ratio <= 3),
+            gap="A login waits for bcrypt only behind the hash running in each thread (it "
+            "goes ahead of every queued create, org_service/security.py), but the flood "
+            "keeps those threads busy, and its database work stays: every create answered "
+            "201 writes a dozen journal and metadata documents, every refused one an audit "
+            "entry, and a login's dozen round trips (throttle counters, admin, organization, "
+            "audit) queue behind them on a server that serves some 1-2k operations a second. "
+            "With 2 cores the event loop, the hashing and the database share the CPU.")
+
     async def rename(self) -> None:
         size, http = self.size, self.small_http
         db = self.client[self.small_db]
@@ -749,6 +822,14 @@ def render(report: Report, size: Size, quick: bool, mongo_description: str,
         f"- **/health under logins**: p99 of {size.health_requests} sequential `/health` "
         f"calls idle, then while {size.concurrent_logins} clients log in back to back "
         f"(bcrypt cost {LOGIN_ROUNDS}), {size.health_rounds} rounds.",
+        f"- **Under a create flood**: an API process of its own, on a database of its own, "
+        f"with the default limits; {size.flood_creators} clients send `POST /org/create` back "
+        "to back, each from another address (`X-Forwarded-For`, which uvicorn trusts from "
+        "127.0.0.1), so the per-address create throttle lets them through and only the "
+        "bounded hash queue (logins first) stands between them and the logins. Per round: "
+        f"{size.health_requests} sequential `/health` calls and {size.flood_logins} "
+        "sequential logins idle, then the same during the flood; "
+        f"{size.health_rounds} rounds. A login that is not 200 aborts the run.",
         "- The API processes run with `MONGODB_TIMEOUT_MS=60000` (socket timeout 120 s): on "
         "SecantusDB a 100,000-record rename outlasts the default 10 s socket timeout.",
         "- **Memory**: resident set size of the API process with the large database after "

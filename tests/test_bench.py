@@ -37,6 +37,7 @@ def test_quick_bench_measures_every_row_and_writes_the_report(mongo_url: str,
                     "latency first page of a listing: 50 vs 500 records",
                     "API RSS after 200 orgs",
                     "/health p99 with 8 logins", "rename of an org with 1,000 records",
+                    "/health p99 and login latency with 16 concurrent public creates",
                     "document-by-document copy"):
         assert measure in measures, measure
     # The record read's CPU is split into its reads and the stack around them, in floors.

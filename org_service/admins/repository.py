@@ -118,9 +118,22 @@ class AdminRepository:
         return result.deleted_count
 
 
+def last_attempt(counter: Document) -> datetime | None:
+    """When the latest attempt a counter holds was made (None: a counter from before
+    attempt times were kept)."""
+    recent: list[datetime] = counter.get("recent") or []
+    return max(recent, default=None)
+
+
+def _previous_attempt(counter: Document) -> datetime | None:
+    recent = counter.get("recent") or []
+    return recent[-2] if len(recent) >= 2 else None
+
+
 class LoginFailureRepository:
-    """Failed-login counters (`login_failures`), one per throttled key, each with the end of
-    its window; a TTL index sweeps the expired ones."""
+    """Attempt counters (`login_failures`: failed logins, and public creates), one per
+    throttled key, each with the end of its window and the times of its last two attempts
+    (`recent`); a TTL index sweeps the expired ones."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection = db["login_failures"]
@@ -134,7 +147,8 @@ class LoginFailureRepository:
         return await cursor.to_list(None)
 
     async def add_failure(self, key: str, now: datetime, window: timedelta) -> Document:
-        """Count one attempt atomically and return the counter as it is now."""
+        """Count one attempt atomically and return the counter as it is now, with
+        `previous_at`: the time of the attempt counted before this one (None if none)."""
         # An expired window starts over; a live one keeps its end, so more attempts never
         # extend it.
         await self.collection.delete_one({"_id": key, "expires_at": {"$lte": now}})
@@ -142,14 +156,20 @@ class LoginFailureRepository:
         # with a duplicate key (MongoDB before 4.2) or, on SecantusDB, count the attempt yet
         # return no document. Of racing creators one inserts and the others increment.
         for _ in range(3):
+            # `recent` keeps the times of the last two attempts, updated in the same atomic
+            # step as the count: the one before this attempt is the next to last. (Not the
+            # document before the update: on SecantusDB racing updates may all get the same.)
             counter: Document | None = await self.collection.find_one_and_update(
-                {"_id": key}, {"$inc": {"failures": 1}}, return_document=ReturnDocument.AFTER)
+                {"_id": key},
+                {"$inc": {"failures": 1}, "$push": {"recent": {"$each": [now], "$slice": -2}}},
+                return_document=ReturnDocument.AFTER)
             if counter is not None:
-                return counter
-            created = {"_id": key, "failures": 1, "started_at": now, "expires_at": now + window}
+                return {**counter, "previous_at": _previous_attempt(counter)}
+            created = {"_id": key, "failures": 1, "started_at": now, "recent": [now],
+                       "expires_at": now + window}
             try:
                 await self.collection.insert_one(created)
-                return created
+                return {**created, "previous_at": None}
             except DuplicateKeyError:
                 continue  # another attempt created it first: increment that one
         # Not a DuplicateKeyError: that would answer 409 "already exists" to a login.

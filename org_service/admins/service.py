@@ -9,7 +9,7 @@ from org_service.audit.service import Auditor
 from org_service.errors import TenantBusy, TooManyRequests, Unauthorized
 from org_service.organizations.repository import RENAMING, VISIBLE, OrganizationRepository
 from org_service.organizations.service import public
-from org_service.security import PasswordHasher, TokenCodec
+from org_service.security import HashingBusy, PasswordHasher, TokenCodec
 from org_service.tenancy import TenantContext
 
 INVALID_LOGIN = "Invalid email or password"
@@ -26,6 +26,8 @@ class AdminService:
 
     async def login(self, email: str, password: str, auditor: Auditor) -> LoginResponse:
         keys = self.throttle.keys(email, auditor.info.client_address)
+        # Too many password checks queued: 503 before the attempt is even counted.
+        self.hasher.refuse_if_busy(check=True)
         try:
             await self.throttle.check(keys)
             await self.throttle.reserve(keys)
@@ -34,8 +36,14 @@ class AdminService:
                                  reason=TooManyRequests.code)
             raise
         admin = await self.admins.get_by_email(email)
-        # An unknown email is checked against a dummy hash, so both failures take as long.
-        valid = await self.hasher.verify(password, admin["password_hash"] if admin else None)
+        try:
+            # An unknown email is checked against a dummy hash, so both failures take as long.
+            valid = await self.hasher.verify(password, admin["password_hash"] if admin else None)
+        except HashingBusy:
+            # Too many hashes queued: the password was never checked, so the attempt is no
+            # failure (retrying through an overload must not lock the owner out).
+            await self.throttle.refund(keys)
+            raise
         org = (await self.organizations.get(admin["organization_id"], active_only=False)
                if admin else None)
         if not valid or admin is None or org is None or org["state"] not in VISIBLE:

@@ -1,74 +1,177 @@
-"""Login throttling: too many failures for one email or from one address → 429.
+"""Attempt throttling: failed logins, public creates → 429 with Retry-After.
 
 The counters live in MongoDB, so every API process sees the same ones. A window starts with
-its first failure and never grows: attempts refused with 429 are not counted, so nobody can
+its first attempt and never grows: attempts refused with 429 are not counted, so nobody can
 keep a victim locked out for longer than one window.
+
+Failed logins are counted three ways. The tight limit is per email *and* client address, so
+a stranger guessing from elsewhere cannot lock the owner out; per address, so one address
+cannot spray many emails; and per email from anywhere, a much higher ceiling against an
+attack spread over many addresses, before which each failure past a soft threshold makes
+the next attempt for that email wait twice as long (capped): a slowdown of seconds for the
+owner, not a lockout.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from org_service.admins.repository import LoginFailureRepository
+from org_service.admins.repository import LoginFailureRepository, last_attempt
 from org_service.config import Settings
 from org_service.db import Document, utcnow
 from org_service.errors import TooManyRequests
 from org_service.models import email_key
 
+# 2**62 s is past any window: the exponent stops growing there instead of overflowing.
+_MAX_DOUBLINGS = 62
 
-def _key(kind: str, value: str) -> str:
-    # Hashed: the key stays short whatever was typed, and holds no email in clear.
-    return f"{kind}:{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()}"
+
+def _key(kind: str, *values: str) -> str:
+    # Hashed: the key stays short whatever was typed, and holds no email in clear. NUL
+    # separates the parts: it is in no email and no address.
+    joined = "\0".join(values)
+    return f"{kind}:{hashlib.sha256(joined.encode('utf-8', 'surrogatepass')).hexdigest()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most `attempts` per window for one key; with `slowdown_after`, once that many are
+    counted each attempt must also come 2**(counted - slowdown_after) seconds (at most
+    `slowdown_max`) after the one before."""
+
+    attempts: int
+    slowdown_after: int | None = None
+    slowdown_max: float = 0
+
+    def wait(self, counter: Document, counted: int, last_at: datetime | None,
+             now: datetime) -> float:
+        """Seconds an attempt must wait, given `counted` attempts before it (≤ 0: none)."""
+        if counted >= self.attempts:
+            return (counter["expires_at"] - now).total_seconds()
+        if self.slowdown_after is None or counted < self.slowdown_after or last_at is None:
+            return 0
+        doublings = min(counted - self.slowdown_after, _MAX_DOUBLINGS)
+        return min(self.slowdown_max, 2.0 ** doublings) - (now - last_at).total_seconds()
+
+
+class AttemptCounter:
+    """Attempts per key within a window, each kind of key (the part before `:`) with its
+    own `Limit`; shared by every API process through `LoginFailureRepository`."""
+
+    def __init__(self, repository: LoginFailureRepository, *, window_seconds: int,
+                 limits: dict[str, Limit], refusal: str) -> None:
+        self.repository = repository
+        self.window = timedelta(seconds=window_seconds)
+        self.limits = limits
+        self.refusal = refusal
+
+    def _raise_if_waiting(self, waits: list[float]) -> None:
+        if waits and max(waits) > 0:
+            raise TooManyRequests(self.refusal, retry_after=math.ceil(max(waits)))
+
+    def _limit(self, counter: Document) -> Limit:
+        return self.limits[counter["_id"].split(":", 1)[0]]
+
+    async def check(self, keys: Sequence[str]) -> None:
+        """Raise 429 (Retry-After: the seconds to wait) while any key must wait."""
+        now = utcnow()
+        counters = await self.repository.active(list(keys), now)
+        self._raise_if_waiting([
+            self._limit(counter).wait(counter, counter["failures"], last_attempt(counter), now)
+            for counter in counters])
+
+    async def reserve(self, keys: Sequence[str]) -> None:
+        """Count this attempt before the costly work, so concurrent attempts cannot slip
+        past a limit between a check and a count: each one sees the attempts counted before
+        it, and one that had to wait is refused (429) without the work."""
+        now = utcnow()
+        counters = [await self.repository.add_failure(key, now, self.window) for key in keys]
+        self._raise_if_waiting([
+            self._limit(counter).wait(counter, counter["failures"] - 1,
+                                      counter["previous_at"], now)
+            for counter in counters])
+
+    async def refund(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            await self.repository.refund(key)
+
+    async def clear(self, key: str) -> None:
+        await self.repository.clear(key)
 
 
 @dataclass(frozen=True, slots=True)
 class LoginKeys:
-    account: str
+    pair: str  # this email from this address
     address: str
+    account: str  # this email from anywhere
+
+    def all(self) -> tuple[str, str, str]:
+        return self.pair, self.address, self.account
 
 
 class LoginThrottle:
     def __init__(self, repository: LoginFailureRepository, settings: Settings) -> None:
-        self.repository = repository
-        self.window = timedelta(seconds=settings.LOGIN_WINDOW_SECONDS)
-        self.limits = {"email": settings.LOGIN_MAX_FAILURES_PER_EMAIL,
-                       "address": settings.LOGIN_MAX_FAILURES_PER_ADDRESS}
+        self.counter = AttemptCounter(
+            repository, window_seconds=settings.LOGIN_WINDOW_SECONDS,
+            refusal="Too many failed logins; retry later",
+            limits={
+                "pair": Limit(settings.LOGIN_MAX_FAILURES_PER_EMAIL),
+                "address": Limit(settings.LOGIN_MAX_FAILURES_PER_ADDRESS),
+                "email": Limit(settings.LOGIN_EMAIL_CEILING,
+                               slowdown_after=settings.LOGIN_EMAIL_SLOWDOWN_AFTER,
+                               slowdown_max=settings.LOGIN_EMAIL_SLOWDOWN_MAX_SECONDS),
+            })
 
     @staticmethod
     def keys(email: str, client_address: str | None) -> LoginKeys:
-        return LoginKeys(account=_key("email", email_key(email)),
-                         address=_key("address", client_address or "unknown"))
-
-    def _raise_if_over(self, counters: list[Document], now: datetime, *, counted: bool
-                       ) -> None:
-        # Before this attempt is counted the limit itself blocks; after, only going past it.
-        allowed = 0 if counted else 1
-        waits = [(doc["expires_at"] - now).total_seconds() for doc in counters
-                 if doc["failures"] + allowed > self.limits[doc["_id"].split(":", 1)[0]]]
-        if waits:
-            raise TooManyRequests("Too many failed logins; retry later",
-                                  retry_after=math.ceil(max(waits)))
+        account, address = email_key(email), client_address or "unknown"
+        return LoginKeys(pair=_key("pair", account, address), address=_key("address", address),
+                         account=_key("email", account))
 
     async def check(self, keys: LoginKeys) -> None:
-        """Raise 429 (with Retry-After: the seconds left in the window) while throttled."""
-        now = utcnow()
-        counters = await self.repository.active([keys.account, keys.address], now)
-        self._raise_if_over(counters, now, counted=False)
+        """Raise 429 (with Retry-After) while this email or address is throttled."""
+        await self.counter.check(keys.all())
 
     async def reserve(self, keys: LoginKeys) -> None:
-        """Count this attempt as a failure before the password is checked, so concurrent
-        guesses cannot slip past the limit between a check and a count; the attempt that
-        goes over the limit is refused (429) without a password check."""
-        now = utcnow()
-        counters = [await self.repository.add_failure(key, now, self.window)
-                    for key in (keys.account, keys.address)]
-        self._raise_if_over(counters, now, counted=True)
+        """Count the attempt as a failure before the password is checked; the attempt that
+        goes past a limit is refused (429) without a password check."""
+        await self.counter.reserve(keys.all())
+
+    async def refund(self, keys: LoginKeys) -> None:
+        """Take back a reserved attempt whose password was never checked (e.g. 503)."""
+        await self.counter.refund(keys.all())
 
     async def succeeded(self, keys: LoginKeys) -> None:
-        # The account is forgiven; the address only gets back this attempt, so one good
-        # password cannot clear a spraying address.
-        await self.repository.clear(keys.account)
-        await self.repository.refund(keys.address)
+        # This email from this address is forgiven. The address and the email from anywhere
+        # only get back this attempt: one good password clears neither a spraying address
+        # nor the guesses of strangers elsewhere.
+        await self.counter.clear(keys.pair)
+        await self.counter.refund((keys.address, keys.account))
+
+
+class CreateThrottle:
+    """Public creates per client address: each costs a password hash, 409s included."""
+
+    def __init__(self, repository: LoginFailureRepository, settings: Settings) -> None:
+        self.counter = AttemptCounter(
+            repository, window_seconds=settings.CREATE_WINDOW_SECONDS,
+            refusal="Too many organizations created from this address; retry later",
+            limits={"create": Limit(settings.CREATE_MAX_PER_ADDRESS)})
+
+    @staticmethod
+    def key(client_address: str | None) -> str:
+        return _key("create", client_address or "unknown")
+
+    async def admit(self, client_address: str | None) -> str:
+        """Count a create from this address, or raise 429; the key, for `refund`."""
+        key = self.key(client_address)
+        await self.counter.check([key])
+        await self.counter.reserve([key])
+        return key
+
+    async def refund(self, key: str) -> None:
+        await self.counter.refund([key])

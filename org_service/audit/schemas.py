@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 AuditAction = Literal[
     "admin.login",
@@ -28,6 +28,10 @@ class AuditEntry(BaseModel):
     reason: str | None
     client_address: str | None
     request_id: str
+    # Identical refused attempts by strangers within AUDIT_COLLAPSE_SECONDS are one entry:
+    # `at` and `request_id` are the first's, `last_at` the last's, `count` how many.
+    count: int = Field(ge=1)
+    last_at: datetime
 
 
 class AuditPage(BaseModel):

@@ -5,10 +5,13 @@ Entries carry names, ids and error codes only: never a password, a hash or a tok
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from bson import ObjectId
@@ -20,12 +23,25 @@ from org_service.audit.schemas import AuditAction, AuditEntry, AuditOutcome, Aud
 from org_service.db import Document, utcnow
 from org_service.deps import Services, get_services
 from org_service.errors import Forbidden, ServiceError
+from org_service.models import email_key
 from org_service.observability import accepted_request_id
 from org_service.organizations.repository import object_id
 from org_service.pagination import CursorCodec, Pager, SortOrder
 
 log = logging.getLogger(__name__)
 TARGET_MAX = 200
+# Refused attempts that anyone can repeat at will without being anybody: logins and creates
+# (public routes) and a wrong X-Organization-ID (refused before anything happens). Identical
+# ones within a window are one entry with a count, so a flood cannot grow the trail by one
+# document per request. What an authenticated admin did (update, delete, credential change,
+# even when refused) and every success stays one entry per event.
+COLLAPSIBLE: frozenset[tuple[AuditAction, AuditOutcome]] = frozenset({
+    ("admin.login", "failure"),
+    ("admin.login", "throttled"),
+    ("organization.create", "failure"),
+    ("organization.create", "throttled"),
+    ("tenant.header_mismatch", "denied"),
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +71,9 @@ def _public(doc: Document) -> AuditEntry:
         reason=doc.get("reason"),
         client_address=doc.get("client_address"),
         request_id=doc["request_id"],
+        # Entries from before collapsing existed have neither: they were single events.
+        count=doc.get("count", 1),
+        last_at=doc.get("last_at") or doc["at"],
     )
 
 
@@ -67,17 +86,33 @@ def _oid(value: str | ObjectId | None) -> ObjectId | None:
 NEWEST_FIRST = SortOrder(("_id",), direction=-1)
 
 
+def _collapse_key(entry: Document, bucket: int) -> str:
+    """The identity of a collapsible event within one window, as a short digest."""
+    target = entry["target"]
+    if entry["action"] == "admin.login" and target is not None:
+        target = email_key(target)  # "A@x.com" and "a@x.com" are one account
+    identity = [entry["action"], entry["outcome"], entry["reason"], entry["client_address"],
+                target, str(entry["admin_id"]), str(entry["organization_id"]), bucket]
+    return hashlib.blake2b(json.dumps(identity).encode("utf-8", "surrogatepass"),
+                           digest_size=16).hexdigest()
+
+
 class AuditLog:
-    def __init__(self, repository: AuditRepository, cursors: CursorCodec) -> None:
+    def __init__(self, repository: AuditRepository, cursors: CursorCodec, *,
+                 collapse_seconds: int = 60, clock: Callable[[], datetime] = utcnow) -> None:
         self.repository = repository
         self.cursors = cursors
+        self.collapse_seconds = collapse_seconds
+        self.clock = clock
 
     async def record(self, info: RequestInfo, action: AuditAction, outcome: AuditOutcome, *,
                      admin_id: str | ObjectId | None = None,
                      organization_id: str | ObjectId | None = None,
                      target: str | None = None, reason: str | None = None) -> None:
+        now = self.clock()
         entry: Document = {
-            "at": utcnow(),
+            "_id": ObjectId(),
+            "at": now,
             "action": action,
             "outcome": outcome,
             "admin_id": _oid(admin_id),
@@ -88,7 +123,15 @@ class AuditLog:
             "request_id": info.request_id,
         }
         try:
-            await self.repository.insert(entry)
+            if self.collapse_seconds and (action, outcome) in COLLAPSIBLE:
+                # Fixed windows keyed in the database: every process counts into the same
+                # entry. The entry keeps the first event's time and request id.
+                bucket = int(now.timestamp()) // self.collapse_seconds
+                await self.repository.collapse(_collapse_key(entry, bucket), entry,
+                                               last_at=now, last_request_id=info.request_id)
+            else:
+                await self.repository.insert(
+                    {**entry, "count": 1, "last_at": now, "last_request_id": info.request_id})
         except PyMongoError as exc:
             # The action itself already happened (or already failed with its own error):
             # answering 503 now would invite a retry of a done action, so the lost entry is

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, status
@@ -12,6 +13,7 @@ from org_service.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    TooManyRequests,
     Unauthorized,
     responses,
 )
@@ -25,7 +27,8 @@ from org_service.organizations.schemas import (
     OrganizationPublic,
     OrganizationUpdate,
 )
-from org_service.organizations.service import DeleteTarget, idempotency_key
+from org_service.organizations.service import DeleteTarget, StepUp, idempotency_key
+from org_service.security import HashingBusy
 from org_service.strict_json import StrictJSONRoute
 from org_service.tenancy import TenantContext
 
@@ -38,14 +41,25 @@ IdempotencyKey = Annotated[str | None, Header(
 
 
 @router.post("/create", status_code=status.HTTP_201_CREATED, response_model=OrganizationCreated,
-             responses=responses(BadRequest, Conflict, PayloadTooLarge))
+             responses=responses(BadRequest, Conflict, PayloadTooLarge, TooManyRequests))
 async def create_organization(body: OrganizationCreate, services: ServicesDep,
                               auditor: CurrentAuditor, key: IdempotencyKey = None
                               ) -> OrganizationCreated:
-    """Create an organization, its first admin and its own collection `org_<slug>`."""
+    """Create an organization, its first admin and its own collection `org_<slug>`.
+
+    Each create costs a password hash, so `CREATE_MAX_PER_ADDRESS` per client address per
+    `CREATE_WINDOW_SECONDS` are served, 409s included; then 429 with Retry-After."""
     async with auditor.action("organization.create",
                               AuditEvent(target=body.organization_name)) as event:
-        created = await services.organization_service.create(body, idempotency_key(key))
+        # Refused before the hash, so a flood costs as little as possible: with the hash
+        # queue full, before it is even counted.
+        services.hasher.refuse_if_busy(check=False)
+        admitted = await services.create_throttle.admit(auditor.info.client_address)
+        try:
+            created = await services.organization_service.create(body, idempotency_key(key))
+        except HashingBusy:
+            await services.create_throttle.refund(admitted)  # 503 before any hash: not spent
+            raise
         event.organization_id = created.id
     return created
 
@@ -57,14 +71,21 @@ async def get_organization(body: OrganizationLookup, services: ServicesDep) -> O
 
 
 @router.put("/update", response_model=OrganizationPublic,
-            responses=responses(Unauthorized, Forbidden, Conflict))
+            responses=responses(Unauthorized, Forbidden, Conflict, TooManyRequests))
 async def update_organization(body: OrganizationUpdate, tenant: LifecycleTenant,
                               services: ServicesDep, auditor: CurrentAuditor
                               ) -> OrganizationPublic:
     """Rename the caller's organization (its collection moves with it) and/or change the
-    admin's email or password; a credential change revokes every earlier token."""
+    admin's email or password; a credential change revokes every earlier token.
+
+    A credential change needs a token from a login within `CREDENTIAL_CHANGE_MAX_AGE_SECONDS`
+    (else 401 `insufficient_user_authentication`) or the `current_password` (wrong: 403
+    `invalid_current_password`, counted as a failed login: 429 past the login limits)."""
+    step_up = StepUp(
+        max_age=timedelta(seconds=services.settings.CREDENTIAL_CHANGE_MAX_AGE_SECONDS),
+        throttle=services.login_throttle, client_address=auditor.info.client_address)
     async with auditor.action("organization.update", _event(tenant, body.old_organization_name)):
-        updated = await services.organization_service.update(tenant, body)
+        updated = await services.organization_service.update(tenant, body, step_up)
     changed = [name for name in ("email", "password") if getattr(body, name) is not None]
     if changed:
         await auditor.record("admin.credentials_change", "success", admin_id=tenant.admin_id,

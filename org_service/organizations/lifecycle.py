@@ -368,9 +368,12 @@ class LifecycleManager:
             raise Inconsistent(f"neither {op['from_collection']} nor {op['to_collection']} "
                                "exists")
         await self._step("moved", op)
+        # previous_slug: a retry of this rename names it as the old name (see
+        # OrganizationService.update); set with the new slug, so the two always agree.
         org = await self.organizations.update(org_id, {
             "organization_name": op["to_name"], "slug": op["to_slug"],
-            "collection_name": op["to_collection"], "state": ACTIVE},
+            "collection_name": op["to_collection"], "state": ACTIVE,
+            "previous_slug": op["from_slug"]},
             expect={"state": RENAMING, "slug": op["from_slug"]})
         if org is None:
             org = await self.organizations.get(org_id, active_only=False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from org_service.models import Email, Password, RequestModel
 from org_service.naming import OrganizationName
@@ -24,6 +24,12 @@ class OrganizationUpdate(RequestModel):
     new_organization_name: OrganizationName
     email: Email | None = None
     password: Password | None = None
+    # Step-up for an email or password change with a token from an older login (see
+    # CREDENTIAL_CHANGE_MAX_AGE_SECONDS). Loose like the login's: a malformed one is wrong.
+    current_password: str | None = Field(
+        default=None, description="The admin's current password: required to change email "
+        "or password unless the token comes from a login in the last "
+        "CREDENTIAL_CHANGE_MAX_AGE_SECONDS; checked whenever given")
 
 
 class OrganizationDelete(RequestModel):

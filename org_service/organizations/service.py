@@ -11,6 +11,8 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -22,7 +24,9 @@ from org_service.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    ServiceError,
     ServiceUnavailable,
+    Unauthorized,
     Unprocessable,
 )
 from org_service.naming import collection_for, slug_of
@@ -48,8 +52,11 @@ from org_service.organizations.schemas import (
     OrganizationPublic,
     OrganizationUpdate,
 )
-from org_service.security import PasswordHasher
+from org_service.security import HashingBusy, PasswordHasher
 from org_service.tenancy import TenantContext
+
+if TYPE_CHECKING:
+    from org_service.admins.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_MAX = 255
@@ -67,6 +74,10 @@ def public(org: Document) -> OrganizationPublic:
 
 def _name_taken(name: str) -> Conflict:
     return Conflict(f"An organization named '{name}' (or a name with the same slug) exists")
+
+
+def _different_body() -> Unprocessable:
+    return Unprocessable("This Idempotency-Key was used with a different request body")
 
 
 def _email_taken() -> Conflict:
@@ -118,6 +129,34 @@ def idempotency_key(header: str | None) -> str | None:
     return key
 
 
+class StepUpRequired(Unauthorized):
+    """RFC 9470: the token is valid, but its login is too old for this action."""
+
+    code = "insufficient_user_authentication"
+
+    def __init__(self, max_age: timedelta) -> None:
+        seconds = int(max_age.total_seconds())
+        detail = (f"Changing the email or password needs a login within the last {seconds} "
+                  "seconds: log in again, or send current_password")
+        ServiceError.__init__(self, detail, headers={"WWW-Authenticate": (
+            'Bearer error="insufficient_user_authentication", '
+            f'error_description="A more recent login is required", max_age={seconds}')})
+
+
+class InvalidCurrentPassword(Forbidden):
+    code = "invalid_current_password"
+
+
+@dataclass(frozen=True, slots=True)
+class StepUp:
+    """What a credential change is held to: how recent the token's login must be, and the
+    login throttle (per account and client address) that a current password counts in."""
+
+    max_age: timedelta
+    throttle: LoginThrottle
+    client_address: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class DeleteTarget:
     """Who a delete acts for: a live tenant, or the journal entry of a delete it already
@@ -139,9 +178,24 @@ class OrganizationService:
         self._fingerprint_secret = fingerprint_secret
 
     def _fingerprint(self, data: OrganizationCreate) -> str:
-        # Keyed, because the body holds a password and the record outlives the request.
-        canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()
+        # The record outlives the request, so it holds nothing derived from the password: a
+        # MAC over it would let whoever reads the record and knows the key check guesses at
+        # HMAC speed. A replay's password is checked against the admin's bcrypt hash instead.
+        # Keyed all the same: the rest of the body (the email) is not for the record to show.
+        body = data.model_dump(mode="json", exclude={"password"})
+        canonical = json.dumps(body, sort_keys=True).encode()
         return hmac.new(self._fingerprint_secret, canonical, hashlib.sha256).hexdigest()
+
+    async def _require_same_password(self, data: OrganizationCreate,
+                                     organization_id: ObjectId) -> None:
+        """A replay must carry the password the first request created the admin with
+        (bcrypt, off the event loop); another password is another request body."""
+        admin = await self.admins.first_of(organization_id)
+        if admin is None:
+            raise Conflict("The organization created with this Idempotency-Key no longer "
+                           "exists; use a new key to create it again")
+        if not await self.hasher.verify(data.password, admin.get("password_hash")):
+            raise _different_body()
 
     async def create(self, data: OrganizationCreate, key: str | None = None
                      ) -> OrganizationCreated:
@@ -154,8 +208,9 @@ class OrganizationService:
                                       lease_until=utcnow() + self.lifecycle.lease)
         if known is not None:
             if known.get("fingerprint", fingerprint) != fingerprint:
-                raise Unprocessable("This Idempotency-Key was used with a different request body")
+                raise _different_body()
             if known["state"] == "done":
+                await self._require_same_password(data, known["organization_id"])
                 return OrganizationCreated.model_validate(known["body"])
             now = utcnow()
             adopted = await self.keys.take_over(key, now=now,
@@ -166,6 +221,7 @@ class OrganizationService:
             earlier = await self._created_earlier(organization_id)
             if earlier is not None:  # the first request created it but died answering
                 await self.keys.complete(key, status=201, body=earlier.model_dump(mode="json"))
+                await self._require_same_password(data, organization_id)
                 return earlier
         try:
             created = await self._create(data, organization_id)
@@ -211,16 +267,19 @@ class OrganizationService:
             raise NotFound(f"Organization '{name}' not found")
         return public(org)
 
-    async def update(self, tenant: TenantContext, data: OrganizationUpdate) -> OrganizationPublic:
+    async def update(self, tenant: TenantContext, data: OrganizationUpdate, step_up: StepUp
+                     ) -> OrganizationPublic:
         org = tenant.organization
         new_name = data.new_organization_name
         new_slug = slug_of(new_name)
-        # A retry of a rename that already happened (perhaps finished by recovery) names
-        # the old name; it succeeds without moving anything again.
-        already_renamed = (new_slug == org["slug"]
-                           and slug_of(data.old_organization_name) != org["slug"])
-        if not already_renamed:
+        if not await self._retries_last_rename(org, slug_of(data.old_organization_name),
+                                               new_slug):
             self._require_own(tenant, data.old_organization_name)
+        if data.current_password is not None:
+            await self._check_current_password(tenant, data.current_password, step_up)
+        elif ((data.email is not None or data.password is not None)
+              and not tenant.claims.authenticated_within(step_up.max_age)):
+            raise StepUpRequired(step_up.max_age)
         password_hash = await self.hasher.hash(data.password) if data.password else None
         if data.email is not None:
             holder = await self.admins.get_by_email(str(data.email))
@@ -273,6 +332,42 @@ class OrganizationService:
     def _require_own(tenant: TenantContext, name: str) -> None:
         if slug_of(name) != tenant.organization["slug"]:
             raise Forbidden("You can only act on your own organization")
+
+    async def _retries_last_rename(self, org: Document, old_slug: str, new_slug: str) -> bool:
+        """Whether old -> new is a retry of the organization's last rename, which already
+        happened (perhaps finished by recovery): it answers 200 without moving anything.
+        Only the name it had right before (`previous_slug`, recorded when the rename
+        completed), only towards its current name, and only while no other organization
+        holds that name now: otherwise the old name is someone else's organization, and
+        its "rename" must be refused and audited as denied, not as a success."""
+        if old_slug == org["slug"] or new_slug != org["slug"]:
+            return False
+        if old_slug != org.get("previous_slug"):
+            return False
+        holder = await self.lifecycle.claims.owner(old_slug)
+        return holder is None or holder["organization_id"] == org["_id"]
+
+    async def _check_current_password(self, tenant: TenantContext, password: str,
+                                      step_up: StepUp) -> None:
+        """Step-up by password, guarded like a login: counted by the login throttle before
+        the check (so a stolen token cannot guess faster than /admin/login allows), checked
+        by bcrypt off the event loop; a right one clears the account's failures."""
+        throttle = step_up.throttle
+        keys = throttle.keys(tenant.admin["email"], step_up.client_address)
+        await throttle.check(keys)
+        await throttle.reserve(keys)
+        admin = await self.admins.get(tenant.admin["_id"])
+        try:
+            # A vanished admin still costs one full check (against the dummy hash), then
+            # fails.
+            valid = await self.hasher.verify(password, admin["password_hash"] if admin
+                                             else None)
+        except HashingBusy:
+            await throttle.refund(keys)  # never checked: as at login, no failure
+            raise
+        if not valid:
+            raise InvalidCurrentPassword("current_password is not the admin's password")
+        await throttle.succeeded(keys)
 
 
 def _created(org: Document, admin: Document) -> OrganizationCreated:

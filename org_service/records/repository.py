@@ -14,8 +14,11 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+import bson
 import pymongo
 from bson import ObjectId
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -34,6 +37,15 @@ IS_RECORD: Document = {"kind": {"$type": "string"}, "data": {"$type": "object"},
                        "version": {"$type": ["int", "long"]}}
 
 
+RAW: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument,
+                                                  tz_aware=True)
+DECODED: CodecOptions[Document] = CodecOptions(tz_aware=True)
+
+
+def decode(raw: RawBSONDocument) -> Document:
+    return bson.decode(raw.raw, codec_options=DECODED)
+
+
 def by_id(kind: str, record_id: ObjectId) -> Document:
     return {"_id": record_id, "kind": kind}
 
@@ -48,11 +60,15 @@ def is_record(document: Document) -> bool:
 
 class RecordRepository:
     def __init__(self, db: AsyncDatabase[Document], *, max_time_ms: int,
-                 export_batch_size: int, index_build_timeout: int) -> None:
+                 export_batch_size: int, index_build_timeout: int,
+                 response_bytes: int = 8 * 1024 * 1024,
+                 max_record_bytes: int = 256 * 1024) -> None:
         self.db = db
         self.max_time_ms = max_time_ms
         self.export_batch_size = export_batch_size
         self.index_build_timeout = index_build_timeout
+        self.response_bytes = response_bytes
+        self.batch_size = max(1, response_bytes // max_record_bytes)
 
     def for_tenant(self, tenant: TenantContext) -> TenantRecords:
         return TenantRecords(self.db, self, tenant)
@@ -71,6 +87,9 @@ class TenantRecords:
         self.max_time_ms = repo.max_time_ms
         self.export_batch_size = repo.export_batch_size
         self.index_build_timeout = repo.index_build_timeout
+        self.response_bytes = repo.response_bytes
+        # A batch of records of the largest size still fits the budget.
+        self.batch_size = repo.batch_size
 
     async def insert(self, document: Document) -> None:
         with self.write_window():
@@ -97,6 +116,11 @@ class TenantRecords:
     def collection(self) -> AsyncCollection[Document]:
         # Built when first used: a read served by the tenant lookup never needs it.
         return self.db[self.name]
+
+    @cached_property
+    def raw(self) -> AsyncCollection[RawBSONDocument]:
+        """The collection read as undecoded BSON (listings and export)."""
+        return self.db.get_collection(self.name, codec_options=RAW)
 
     async def get(self, kind: str, record_id: ObjectId) -> Document | None:
         query = by_id(kind, record_id)
@@ -127,10 +151,26 @@ class TenantRecords:
         return result.deleted_count == 1
 
     async def find(self, query: Document, sort: list[tuple[str, int]], limit: int
-                   ) -> list[Document]:
-        cursor = self.collection.find(query, sort=sort, limit=limit,
-                                      max_time_ms=self.max_time_ms)
-        return await cursor.to_list(length=limit)
+                   ) -> tuple[list[Document], bool]:
+        """Up to `limit` matches, as many as fit in the response budget (at least one);
+        True when the budget cut the list short.
+
+        Read as raw BSON and decoded one by one only while they fit: a record decoded in
+        Python takes up to ~11 times its BSON size, so a page of 500 records of 256 KiB
+        would otherwise take over a gigabyte."""
+        cursor = self.raw.find(query, sort=sort, limit=limit, max_time_ms=self.max_time_ms,
+                               batch_size=self.batch_size)
+        documents: list[Document] = []
+        spent = 0
+        try:
+            async for raw in cursor:
+                spent += len(raw.raw)
+                if documents and spent > self.response_bytes:
+                    return documents, True
+                documents.append(decode(raw))
+        finally:
+            await cursor.close()
+        return documents, False
 
     async def kinds(self) -> list[Document]:
         cursor = await self.collection.aggregate(
@@ -140,14 +180,16 @@ class TenantRecords:
         return await cursor.to_list()
 
     async def stream(self) -> AsyncGenerator[Document, None]:
-        """Every record, read `export_batch_size` at a time: the driver holds one batch.
+        """Every record, in batches of at most `export_batch_size` records and the response
+        budget in bytes: the driver holds one batch as raw BSON, and a record is decoded
+        only when its turn comes.
 
         No maxTimeMS here: a full export of a large tenant legitimately takes long."""
-        cursor = self.collection.find(IS_RECORD, sort=EXPORT_SORT,
-                                      batch_size=self.export_batch_size)
+        cursor = self.raw.find(IS_RECORD, sort=EXPORT_SORT,
+                               batch_size=min(self.export_batch_size, self.batch_size))
         try:
-            async for document in cursor:
-                yield document
+            async for raw in cursor:
+                yield decode(raw)
         finally:
             await cursor.close()
 

@@ -201,14 +201,14 @@ class RecordService:
     async def _page(self, tenant: TenantContext, kind: str, query: Document, pager: Pager
                     ) -> RecordPage:
         try:
-            documents = await self.repository.for_tenant(tenant).find(
+            documents, cut = await self.repository.for_tenant(tenant).find(
                 pager.filter({"kind": kind, **query}), pager.sort, pager.fetch_limit)
         except ExecutionTimeout:
             raise ServiceUnavailable(
                 "The query ran longer than QUERY_MAX_TIME_MS and was stopped: narrow the "
                 "filter or declare an index on its fields (POST /org/indexes)",
                 retry_after=self.retry_after) from None
-        items, next_cursor = pager.page(documents)
+        items, next_cursor = pager.page(documents, cut=cut)
         return RecordPage.model_construct(items=[to_record(d) for d in items], next=next_cursor)
 
     async def list(self, tenant: TenantContext, kind: str, *, limit: int, after: str | None,

@@ -172,7 +172,8 @@ async def test_metrics_count_requests_by_route_and_status(client: httpx.AsyncCli
     assert delta("http_requests_total", method="POST", route="/org/create", status="201") == 1
     # Database latency from PyMongo command monitoring: the lookups ran `find` commands.
     assert delta("mongodb_command_duration_seconds_count", command="find", outcome="ok") >= 4
-    assert after[("organizations", frozenset())] == 1
+    # Its value is counted at most every METRICS_REFRESH_SECONDS (test_metrics_scrape.py).
+    assert ("organizations", frozenset()) in after
     assert after[("process_resident_memory_bytes", frozenset())] > 0
 
 

@@ -42,9 +42,18 @@ async def running(settings: Any, extra: APIRouter | None = None) -> AsyncIterato
             yield Running(app, http)
 
 
+# The fault a failing command meets by default: MaxTimeMSExpired, a transient fault (the
+# service answers 503, retry) that the driver does not retry itself, so each failing
+# command fails exactly once. (HostUnreachable, 6, is retried by the driver, and within a
+# client-side timeout over and over until that runs out; 2, BadValue, is no fault of the
+# database but a bad command, which the service answers with a 500.)
+TRANSIENT_FAULT = 50
+
+
 @asynccontextmanager
-async def failing(raw_client: AsyncMongoClient[Any], *commands: str, code: int | None = 2,
-                  times: int | None = None, block_ms: int = 0) -> AsyncIterator[None]:
+async def failing(raw_client: AsyncMongoClient[Any], *commands: str,
+                  code: int | None = TRANSIENT_FAULT, times: int | None = None,
+                  block_ms: int = 0) -> AsyncIterator[None]:
     """Make the app's `commands` fail on the server (failCommand), every time or `times`;
     with `block_ms` (and no code) they are only slowed down by that much."""
     data: dict[str, Any] = {"failCommands": list(commands), "appName": APP_NAME}

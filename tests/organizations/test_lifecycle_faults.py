@@ -1,7 +1,8 @@
 """Each step of create, rename and delete fails in turn (a real failCommand failpoint on
-the server, error code 2, which the driver does not retry). Whatever the failing request
-answered, after a restart of the app (its startup recovery) and after the client retries,
-the organizations are whole: all or nothing, every document in exactly one collection."""
+the server, a transient fault the driver does not retry: see lifecycle_support.failing).
+Whatever the failing request answered, after a restart of the app (its startup recovery)
+and after the client retries, the organizations are whole: all or nothing, every document
+in exactly one collection."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import asyncio
 import itertools
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from bson import ObjectId
@@ -79,7 +80,7 @@ class Pauses:
 
 def test_lifecycle_invariants_hold_while_operations_overlap(settings: Any) -> None:
     app_settings = settings.model_copy(update={
-        "MASTER_DB_NAME": OVERLAP_DB, "TENANT_REQUEST_TIMEOUT_MS": 50,
+        "MASTER_DB_NAME": OVERLAP_DB, "TENANT_REQUEST_TIMEOUT_MS": 200,
         "LIFECYCLE_LEASE_SECONDS": LEASE, "LIFECYCLE_SWEEP_SECONDS": 3600,
         "MONGODB_TIMEOUT_MS": 2000, "INDEX_BUILD_WAIT_SECONDS": 0.2})
     loop = asyncio.new_event_loop()
@@ -143,7 +144,9 @@ def test_lifecycle_invariants_hold_while_operations_overlap(settings: Any) -> No
         def two_organizations(self) -> None:
             for name in NAMES[:2]:
                 email = f"admin{next(emails)}@example.com"
-                created = self.run(create(self.app.http, name, email))
+                # Keyed: a create answered 503 may have happened; its retry replays it.
+                created = self.run(retried(partial(
+                    create, self.app.http, name, email, **{"Idempotency-Key": email})))
                 assert created.status_code == 201, created.text
                 self.orgs[created.json()["id"]] = {
                     "name": name, "acked": 0, "tried": 0,
@@ -288,7 +291,7 @@ def test_lifecycle_invariants_hold_while_operations_overlap(settings: Any) -> No
 
     try:
         run_state_machine_as_test(Overlaps, settings=hypothesis_settings(
-            max_examples=10, stateful_step_count=15, deadline=None, derandomize=True,
+            max_examples=7, stateful_step_count=15, deadline=None, derandomize=True,
             suppress_health_check=list(HealthCheck)))
     finally:
         for context in reversed(contexts):
@@ -345,11 +348,22 @@ async def assert_whole(db: Any, known: dict[str, dict[str, Any]], app: Any) -> N
             assert records == []
             continue
         assert known[org_id]["acked"] <= len(records) <= known[org_id]["tried"], org
-        listed = await app.http.get("/org/records/note", headers=known[org_id]["auth"],
-                                    params={"limit": 200})
+        listed = await retried(partial(app.http.get, "/org/records/note",
+                                       headers=known[org_id]["auth"], params={"limit": 200}))
         assert listed.status_code == 200, listed.text
         assert {r["data"]["owner"] for r in listed.json()["items"]} <= {org_id}
         assert len(listed.json()["items"]) == len(records)
     gone = set(known) - {str(o["_id"]) for o in orgs}
     for org_id in gone:
         assert await db["admins"].count_documents({"organization_id": ObjectId(org_id)}) == 0
+
+
+async def retried(call: Any, attempts: int = 5) -> Any:
+    """A request the test needs answered: a 503 (a loaded machine, the tenant deadline) is
+    what a client retries, as it says."""
+    for _ in range(attempts - 1):
+        response = await call()
+        if response.status_code != 503:
+            return response
+        await asyncio.sleep(0.2)
+    return await call()

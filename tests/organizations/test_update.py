@@ -113,3 +113,47 @@ async def test_delete_drops_the_collection_and_only_the_own(client: httpx.AsyncC
     names = await master.list_collection_names()
     assert "org_acme_corp" not in names and "org_globex" in names
     assert await master["admins"].count_documents({"email_key": acme.email}) == 0
+
+
+async def _state(master) -> tuple[list, list]:
+    return (await master["organizations"].find({}).to_list(None),
+            sorted(await master.list_collection_names()))
+
+
+async def test_another_organization_named_as_old_with_the_own_name_as_new_is_403(
+        client: httpx.AsyncClient, master) -> None:
+    # Not an idempotent retry of a rename: Acme was never called Globex. The audit trail
+    # must not say that Acme renamed Globex successfully.
+    acme = await create_org(client, "Acme Corp")
+    globex = await create_org(client, "Globex")
+    await master[globex.collection_name].insert_one({"victim": True})
+    before = await _state(master)
+    response = await client.put("/org/update", headers=acme.auth, json={
+        "old_organization_name": "Globex", "new_organization_name": "Acme Corp"})
+    assert response.status_code == 403, response.text
+    assert response.json()["error"] == "forbidden"
+    assert await _state(master) == before
+    assert await master["org_globex"].count_documents({"victim": True}) == 1
+    entries = await master["audit_log"].find({"action": "organization.update"}).to_list(None)
+    assert [(e["outcome"], e["target"], e["reason"]) for e in entries] == [
+        ("denied", "Globex", "forbidden")]
+
+
+async def test_a_retry_of_a_completed_rename_answers_200(client: httpx.AsyncClient,
+                                                         master) -> None:
+    org = await create_org(client, "Acme Corp")
+    await master[org.collection_name].insert_one({"keep": True})
+    rename = {"old_organization_name": "Acme Corp", "new_organization_name": "Acme Industries"}
+    first = await client.put("/org/update", headers=org.auth, json=rename)
+    assert first.status_code == 200, first.text
+    stored = await master["organizations"].find_one({})
+    assert stored["previous_slug"] == "acme_corp"
+    retried = await client.put("/org/update", headers=org.auth, json=rename)
+    assert retried.status_code == 200, retried.text
+    assert retried.json() == first.json()
+    assert await master["org_acme_industries"].count_documents({"keep": True}) == 1
+    # The previous name is accepted only as a retry of the rename to the current name.
+    elsewhere = await client.put("/org/update", headers=org.auth, json={
+        "old_organization_name": "Acme Corp", "new_organization_name": "Acme Three"})
+    assert elsewhere.status_code == 403, elsewhere.text
+    assert "org_acme_three" not in await master.list_collection_names()

@@ -17,8 +17,8 @@ async def test_a_read_by_id_needs_no_command_of_its_own(client: httpx.AsyncClien
                                                         raw_client: Any) -> None:
     org = await create_org(client, "Acme")
     record = await add(client, org, "employees", {"name": "Ada"})
-    # Every `find` fails (code 2, no primary change announced); the tenant lookup is an
-    # aggregate and goes through.
+    # Every `find` fails (a transient fault, no primary change announced); the tenant
+    # lookup is an aggregate and goes through.
     async with failing(raw_client, "find"):
         got = await client.get(f"/org/records/employees/{record['id']}", headers=org.auth)
         listed = await client.get("/org/records/employees", headers=org.auth)
@@ -72,7 +72,8 @@ async def test_the_tenant_lookup_is_a_retryable_read(client: httpx.AsyncClient,
                                                      raw_client: Any) -> None:
     # Unreachable-host errors (code 6) are retryable reads: within the request's time budget
     # the driver retries the lookup's aggregate, so the caller never sees them. A
-    # non-retryable error (code 2) on the same command shows the failpoint does bite.
+    # non-retryable error (code 2, BadValue: a 500, not a fault to retry) on the same
+    # command shows the failpoint does bite.
     org = await create_org(client, "Acme")
     record = await add(client, org, "employees", {"name": "Ada"})
     path = f"/org/records/employees/{record['id']}"
@@ -81,4 +82,4 @@ async def test_the_tenant_lookup_is_a_retryable_read(client: httpx.AsyncClient,
     async with failing(raw_client, "aggregate", code=2, times=1):
         refused = await client.get(path, headers=org.auth)
     assert retried.status_code == 200 and retried.json() == record
-    assert refused.status_code == 503 and refused.headers["Retry-After"]
+    assert refused.status_code == 500 and refused.json()["error"] == "internal_error"

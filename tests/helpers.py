@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+
+from org_service.main import create_app
 
 DEFAULT_PASSWORD = "secure123"
 
@@ -39,3 +44,17 @@ async def login(client: httpx.AsyncClient, email: str, password: str) -> str:
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
     return token
+
+
+def client_for(app: Any, address: str = "203.0.113.7") -> httpx.AsyncClient:
+    """An HTTP client of `app` whose requests come from the client `address`."""
+    transport = httpx.ASGITransport(app=app, client=(address, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+@asynccontextmanager
+async def app_with(settings: Any, **changes: Any) -> AsyncIterator[Any]:
+    """Another API instance on the same database, with some settings changed."""
+    app = create_app(settings.model_copy(update=changes))
+    async with app.router.lifespan_context(app):
+        yield app

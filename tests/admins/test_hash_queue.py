@@ -5,31 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import bcrypt
-import httpx
 import pytest
 
 from org_service import security
-from org_service.main import create_app
-from tests.helpers import create_org, login
+from tests.helpers import app_with, client_for, create_org, login
 
 QUEUE_MAX = 2
 
 
-def client_for(app: Any, address: str = "203.0.113.7") -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=(address, 50000))
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
-@asynccontextmanager
-async def app_with(settings: Any, **changes: Any) -> AsyncIterator[Any]:
-    app = create_app(settings.model_copy(update=changes))
-    async with app.router.lifespan_context(app):
-        yield app
 
 
 class HeldChecks:

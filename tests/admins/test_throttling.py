@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ from org_service.admins import throttle
 from org_service.admins.repository import LoginFailureRepository
 from org_service.db import utcnow
 from org_service.main import create_app
-from tests.helpers import create_org, login
+from tests.helpers import app_with, client_for, create_org, login
 
 WINDOW = 15 * 60
 
@@ -31,9 +30,6 @@ def assert_throttled(response: httpx.Response, window: int = WINDOW) -> None:
     assert 1 <= int(response.headers["Retry-After"]) <= window
 
 
-def client_for(app: Any, address: str = "203.0.113.7") -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=(address, 50000))
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
 @pytest.fixture
@@ -184,12 +180,6 @@ async def test_a_login_whose_failure_cannot_be_counted_is_503_not_409(
     assert await master["login_failures"].find().to_list() == counters_before
 
 
-@asynccontextmanager
-async def app_with(settings: Any, **changes: Any) -> AsyncIterator[Any]:
-    """Another API instance on the same database, with some settings changed."""
-    app = create_app(settings.model_copy(update=changes))
-    async with app.router.lifespan_context(app):
-        yield app
 
 
 class FrozenClock:

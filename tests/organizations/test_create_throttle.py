@@ -3,15 +3,12 @@ from one address cannot queue bcrypt work ahead of everyone's logins and renames
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import bcrypt
-import httpx
 import pytest
 
-from org_service.main import create_app
+from tests.helpers import app_with, client_for
 
 WINDOW = 3600
 
@@ -21,16 +18,8 @@ def body(n: int) -> dict[str, str]:
             "password": "secure123"}
 
 
-def client_for(app: Any, address: str) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=(address, 50000))
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
-@asynccontextmanager
-async def app_with(settings: Any, **changes: Any) -> AsyncIterator[Any]:
-    app = create_app(settings.model_copy(update=changes))
-    async with app.router.lifespan_context(app):
-        yield app
 
 
 async def test_creates_past_the_limit_from_one_address_get_429_and_write_nothing(

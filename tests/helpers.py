@@ -58,3 +58,17 @@ async def app_with(settings: Any, **changes: Any) -> AsyncIterator[Any]:
     app = create_app(settings.model_copy(update=changes))
     async with app.router.lifespan_context(app):
         yield app
+
+
+def calls_to(monkeypatch: Any, module: Any, name: str) -> list[tuple[Any, ...]]:
+    """Spy on `module.name` (say bcrypt.checkpw): it still runs; each call's arguments are
+    appended to the returned list."""
+    calls: list[tuple[Any, ...]] = []
+    real = getattr(module, name)
+
+    def spy(*args: Any) -> Any:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls

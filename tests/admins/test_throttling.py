@@ -15,7 +15,7 @@ from org_service.admins import throttle
 from org_service.admins.repository import LoginFailureRepository
 from org_service.db import utcnow
 from org_service.main import create_app
-from tests.helpers import app_with, client_for, create_org, login
+from tests.helpers import app_with, calls_to, client_for, create_org, login
 
 WINDOW = 15 * 60
 
@@ -116,14 +116,7 @@ async def test_throttled_attempts_do_not_reach_the_password_check(
 async def test_concurrent_guesses_get_no_more_than_five_password_checks(
         client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
     org = await create_org(client, "Acme")
-    checked: list[bytes] = []
-    real_checkpw = bcrypt.checkpw
-
-    def counting_checkpw(password: bytes, hashed: bytes) -> bool:
-        checked.append(hashed)
-        return real_checkpw(password, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    checked = calls_to(monkeypatch, bcrypt, "checkpw")
     responses = await asyncio.gather(*[
         attempt(client, org.email, f"guess-number-{n}") for n in range(12)])
     statuses = [response.status_code for response in responses]
@@ -291,14 +284,7 @@ async def test_racing_guesses_past_the_soft_threshold_get_one_password_check(
             async with client_for(app, f"192.0.2.{n + 1}") as stranger:
                 assert (await attempt(stranger, org.email, "wrong-pw")).status_code == 401
         clock.advance(1)
-        checked: list[bytes] = []
-        real_checkpw = bcrypt.checkpw
-
-        def counting_checkpw(password: bytes, hashed: bytes) -> bool:
-            checked.append(hashed)
-            return real_checkpw(password, hashed)
-
-        monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+        checked = calls_to(monkeypatch, bcrypt, "checkpw")
         clients = [client_for(app, f"198.51.100.{n + 1}") for n in range(8)]
         try:
             responses = await asyncio.gather(*[

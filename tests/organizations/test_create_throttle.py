@@ -8,7 +8,7 @@ from typing import Any
 import bcrypt
 import pytest
 
-from tests.helpers import app_with, client_for
+from tests.helpers import app_with, calls_to, client_for
 
 WINDOW = 3600
 
@@ -29,14 +29,7 @@ async def test_creates_past_the_limit_from_one_address_get_429_and_write_nothing
                 client_for(app, "203.0.113.50") as flooder):
         for n in range(3):
             assert (await flooder.post("/org/create", json=body(n))).status_code == 201
-        hashed: list[bytes] = []
-        real_hashpw = bcrypt.hashpw
-
-        def counting_hashpw(password: bytes, salt: bytes) -> bytes:
-            hashed.append(salt)
-            return real_hashpw(password, salt)
-
-        monkeypatch.setattr(bcrypt, "hashpw", counting_hashpw)
+        hashed = calls_to(monkeypatch, bcrypt, "hashpw")
         for n in range(3, 6):
             refused = await flooder.post("/org/create", json=body(n))
             assert refused.status_code == 429, refused.text

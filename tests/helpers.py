@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,14 +61,29 @@ async def app_with(settings: Any, **changes: Any) -> AsyncIterator[Any]:
         yield app
 
 
-def calls_to(monkeypatch: Any, module: Any, name: str) -> list[tuple[Any, ...]]:
-    """Spy on `module.name` (say bcrypt.checkpw): it still runs; each call's arguments are
-    appended to the returned list."""
-    calls: list[tuple[Any, ...]] = []
+class Calls(list[tuple[Any, ...]]):
+    """The arguments of each call of a spied function, in order; `threads`: the thread each
+    call ran in (the same order)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def record(self, args: tuple[Any, ...]) -> None:
+        with self._lock:  # calls from several worker threads stay paired with their thread
+            self.append(args)
+            self.threads.append(threading.current_thread())
+
+
+def calls_to(monkeypatch: Any, module: Any, name: str) -> Calls:
+    """Spy on `module.name` (say bcrypt.checkpw): it still runs; each call's arguments (and
+    its thread, in `.threads`) are appended to the returned list."""
+    calls = Calls()
     real = getattr(module, name)
 
     def spy(*args: Any) -> Any:
-        calls.append(args)
+        calls.record(args)
         return real(*args)
 
     monkeypatch.setattr(module, name, spy)

@@ -1,9 +1,11 @@
-"""The password-hash queue is bounded: past HASH_QUEUE_MAX waiting hashes, a request that
-needs one gets 503 with Retry-After at once, and the hashes already queued still finish."""
+"""At most cores - 1 password hashes run at once, and the queue is bounded: past
+HASH_QUEUE_MAX waiting hashes, a request that needs one gets 503 with Retry-After at once,
+and the hashes already queued still finish."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
 
@@ -14,10 +16,6 @@ from org_service import security
 from tests.helpers import app_with, client_for, create_org, login
 
 QUEUE_MAX = 2
-
-
-
-
 
 
 class HeldChecks:
@@ -42,6 +40,34 @@ class HeldChecks:
 
     def release(self) -> None:
         self.released.set()
+
+
+class CountedChecks:
+    """bcrypt.checkpw held in its worker thread until the test lets one through
+    (`let_one_through`); counts how many run at the same time."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.permits = threading.Semaphore(0)
+        self.lock = threading.Lock()
+        self.started = self.finished = self.running = self.most_at_once = 0
+        self.real_checkpw = bcrypt.checkpw
+        monkeypatch.setattr(bcrypt, "checkpw", self._checkpw)
+
+    def _checkpw(self, password: bytes, hashed: bytes) -> bool:
+        with self.lock:
+            self.started += 1
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            assert self.permits.acquire(timeout=60), "never let through"
+            return self.real_checkpw(password, hashed)
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.finished += 1
+
+    def let_one_through(self) -> None:
+        self.permits.release()
 
 
 async def until(condition: Any) -> None:
@@ -120,3 +146,34 @@ async def test_a_rename_with_a_new_password_is_refused_too_and_changes_nothing(
         assert (await running).status_code == 200
         assert (await master["organizations"].find_one({}))["organization_name"] == "Acme"
         assert (await http.get("/admin/me", headers=org.auth)).status_code == 200
+
+
+@pytest.mark.parametrize(("cores", "cap"), [(4, 3), (1, 1)])
+async def test_at_most_cores_minus_one_hashes_run_at_once(
+        settings: Any, master: Any, monkeypatch: pytest.MonkeyPatch, cores: int, cap: int
+) -> None:
+    # The cap leaves the event loop a core of its own: with every core hashing, /health and
+    # every other request would wait behind a burst of logins.
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    burst = cap + 3
+    async with (app_with(settings, HASH_QUEUE_MAX=burst) as app, client_for(app) as http):
+        hasher = app.state.services.hasher
+        org = await create_org(http, "Acme")  # logs in once too (the dummy hash is made)
+        checks = CountedChecks(monkeypatch)
+        # From addresses of their own: the per email+address limit counts attempts in
+        # progress too.
+        clients = [client_for(app, f"192.0.2.{n + 1}") for n in range(burst)]
+        logins = [asyncio.create_task(client.post("/admin/login", json={
+            "email": org.email, "password": org.password})) for client in clients]
+        # Every login has reached the hasher, and the cap's worth of checks are running.
+        await until(lambda: hasher.in_flight == burst and checks.started >= cap)
+        for done in range(1, burst + 1):  # one finishes, letting the next queued one in
+            checks.let_one_through()
+            await until(lambda done=done: checks.finished == done)  # type: ignore[misc]
+        for response in await asyncio.gather(*logins):
+            assert response.status_code == 200, response.text
+        assert checks.started == burst
+        assert checks.most_at_once == cap
+        assert hasher.in_flight == 0
+        for client in clients:
+            await client.aclose()

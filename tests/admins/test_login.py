@@ -9,7 +9,7 @@ import bcrypt
 import httpx
 import pytest
 
-from tests.helpers import create_org, login
+from tests.helpers import DEFAULT_PASSWORD, calls_to, create_org, login
 
 
 async def attempt(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
@@ -70,23 +70,44 @@ async def test_unknown_email_and_wrong_password_answer_alike(client: httpx.Async
 async def test_unknown_email_still_runs_bcrypt_in_the_thread_pool(
         client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
     org = await create_org(client, "Acme")
-    loop_thread = threading.current_thread()
-    checks: list[tuple[bytes, threading.Thread]] = []
-    real_checkpw = bcrypt.checkpw
-
-    def spy(password: bytes, hashed: bytes) -> bool:
-        checks.append((hashed, threading.current_thread()))
-        return real_checkpw(password, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    checks = calls_to(monkeypatch, bcrypt, "checkpw")
     assert (await attempt(client, "nobody@acme.example.com", "whatever-pw")).status_code == 401
     assert (await attempt(client, org.email, "whatever-pw")).status_code == 401
     # One full bcrypt check per attempt, against a real (dummy) hash of the same cost, and
     # never on the event loop.
     assert len(checks) == 2
-    (dummy, dummy_thread), (real, real_thread) = checks
+    (_, dummy), (_, real) = checks
     assert dummy != real and dummy[:7] == real[:7]  # "$2b$04$": same algorithm and cost
-    assert dummy_thread is not loop_thread and real_thread is not loop_thread
+    assert threading.current_thread() not in checks.threads
+
+
+async def test_a_create_hashes_the_password_in_the_thread_pool(
+        client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On the event loop, one create would stall every other request for a full hash.
+    hashed = calls_to(monkeypatch, bcrypt, "hashpw")
+    response = await client.post("/org/create", json={
+        "organization_name": "Acme", "email": "a@acme.example.com", "password": "secure123"})
+    assert response.status_code == 201, response.text
+    assert len(hashed) == 1
+    assert hashed.threads[0] is not threading.current_thread()
+
+
+@pytest.mark.parametrize("change", [
+    {"password": "newsecure123"},
+    {"password": "newsecure123", "current_password": DEFAULT_PASSWORD,
+     "new_organization_name": "Acme Two"},
+], ids=["fresh-login", "current-password"])
+async def test_a_password_change_hashes_and_checks_in_the_thread_pool(
+        client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch,
+        change: dict[str, str]) -> None:
+    org = await create_org(client, "Acme")
+    hashed = calls_to(monkeypatch, bcrypt, "hashpw")
+    checked = calls_to(monkeypatch, bcrypt, "checkpw")
+    response = await client.put("/org/update", headers=org.auth, json={
+        "old_organization_name": "Acme", "new_organization_name": "Acme", **change})
+    assert response.status_code == 200, response.text
+    assert len(hashed) == 1 and len(checked) == ("current_password" in change)
+    assert threading.current_thread() not in hashed.threads + checked.threads
 
 
 async def test_admin_of_a_vanished_organization_cannot_log_in(client: httpx.AsyncClient,

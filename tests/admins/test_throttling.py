@@ -147,12 +147,6 @@ async def test_a_good_login_does_not_clear_the_address_counter(
     assert_throttled(await attempt(client, org.email, org.password))
 
 
-async def test_expired_counters_are_swept_by_a_ttl_index(master: Any) -> None:
-    indexes = await master["login_failures"].index_information()
-    assert indexes["expire"]["expireAfterSeconds"] == 0
-    assert indexes["expire"]["key"] == [("expires_at", 1)]
-
-
 async def test_a_login_whose_failure_cannot_be_counted_is_503_not_409(
         client: httpx.AsyncClient, raw_client: Any, master: Any) -> None:
     # Every counter insert meets a duplicate key (as if other attempts kept creating it)

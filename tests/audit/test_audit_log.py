@@ -195,8 +195,3 @@ async def test_limit_up_to_200_is_accepted(client: httpx.AsyncClient) -> None:
     response = await client.get("/org/audit", headers=org.auth, params={"limit": 200})
     assert response.status_code == 200
     assert response.json()["next_cursor"] is None
-
-
-async def test_audit_reads_use_an_organization_index(master: Any) -> None:
-    indexes = await master["audit_log"].index_information()
-    assert indexes["organization_newest"]["key"] == [("organization_id", 1), ("_id", -1)]

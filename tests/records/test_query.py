@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from org_service.records.query import MAX_BRANCHES, MAX_FILTER_DEPTH, MAX_LIST
 from tests.helpers import Org, create_org
 from tests.records.helpers import add, add_many, problem_locs
 
@@ -184,3 +185,55 @@ async def test_query_runs_with_max_time_ms(client: httpx.AsyncClient, org: Org,
         await raw_client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert "QUERY_MAX_TIME_MS" in response.json()["detail"]
+
+
+def nested(innermost: dict[str, Any], depth: int) -> dict[str, Any]:
+    """`innermost` as the filter `depth` levels deep: inside depth - 1 one-branch $and."""
+    flt = innermost
+    for _ in range(depth - 1):
+        flt = {"$and": [flt]}
+    return flt
+
+
+def at_depth(depth: int) -> list[Any]:
+    return ["$and", 0] * (depth - 1)
+
+
+# Each size limit of a filter: a filter of size n that matches only Ada, the limit, the
+# part named when n is over it, and what the message says. Depth counts filter and
+# operator documents: {"name": "Ada"} is 1 deep, {"name": {"$eq": "Ada"}} 2.
+SIZE_LIMITS = {
+    "filter-depth": (lambda n: nested({"name": "Ada"}, n), MAX_FILTER_DEPTH,
+                     lambda n: at_depth(n), f"deeper than {MAX_FILTER_DEPTH} levels"),
+    "operator-depth": (lambda n: nested({"name": {"$eq": "Ada"}}, n - 1), MAX_FILTER_DEPTH,
+                       lambda n: [*at_depth(n - 1), "name"],
+                       f"deeper than {MAX_FILTER_DEPTH} levels"),
+    "$and-branches": (lambda n: {"$and": [{"name": "Ada"}] * n}, MAX_BRANCHES,
+                      lambda n: ["$and"], f"1 to {MAX_BRANCHES} filters"),
+    "$or-branches": (lambda n: {"$or": [{"name": "Ada"}] + [{"age": -i} for i in range(1, n)]},
+                     MAX_BRANCHES, lambda n: ["$or"], f"1 to {MAX_BRANCHES} filters"),
+    "$in-values": (lambda n: {"name": {"$in": ["Ada"] + [f"x{i}" for i in range(1, n)]}},
+                   MAX_LIST, lambda n: ["name", "$in"], f"at most {MAX_LIST} values"),
+    "$nin-values": (lambda n: {"name": {"$nin": ["Alan", "Grace", "alice"]
+                                        + [f"x{i}" for i in range(3, n)]}},
+                    MAX_LIST, lambda n: ["name", "$nin"], f"at most {MAX_LIST} values"),
+}
+
+
+@pytest.mark.parametrize("limit", SIZE_LIMITS)
+async def test_a_filter_just_over_a_size_limit_is_422_naming_it(
+        client: httpx.AsyncClient, org: Org, limit: str) -> None:
+    build, size, loc, says = SIZE_LIMITS[limit]
+    response = await client.post("/org/records/people/query", json={"filter": build(size + 1)},
+                                 headers=org.auth)
+    assert response.status_code == 422, response.text[:500]
+    [problem] = response.json()["errors"]
+    assert problem["loc"] == ["body", "filter", *loc(size + 1)]
+    assert says in problem["msg"]
+
+
+@pytest.mark.parametrize("limit", SIZE_LIMITS)
+async def test_a_filter_at_a_size_limit_is_accepted(client: httpx.AsyncClient, org: Org,
+                                                    limit: str) -> None:
+    build, size, _, _ = SIZE_LIMITS[limit]
+    assert await names(client, org, {"filter": build(size)}) == ["Ada"]

@@ -6,8 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from bson import ObjectId
+from fastapi.security import HTTPAuthorizationCredentials
+from starlette.requests import Request
 
-from org_service.tenancy import CollectionHints
+from org_service.records.repository import by_id
+from org_service.tenancy import CollectionHints, Prefetched, resolve_tenant
 from tests.helpers import create_org
 from tests.organizations.lifecycle_support import failing
 from tests.records.helpers import add
@@ -83,3 +87,53 @@ async def test_the_tenant_lookup_is_a_retryable_read(client: httpx.AsyncClient,
         refused = await client.get(path, headers=org.auth)
     assert retried.status_code == 200 and retried.json() == record
     assert refused.status_code == 500 and refused.json()["error"] == "internal_error"
+
+
+# The two guards of a prefetched record, each on its own: a record read through a stale
+# hint must never be served as the caller's, and either guard alone would stop it, so each
+# has a test that fails without it.
+
+def test_a_prefetched_record_is_served_only_for_its_own_collection() -> None:
+    query = by_id("employees", ObjectId())
+    record = {"_id": query["_id"], "kind": "employees", "data": {"name": "Gil"}}
+    prefetched = Prefetched("org_globex", query, record)
+    assert prefetched.serve("org_acme", query) == (False, None)
+    assert prefetched.serve("org_globex", query) == (True, record)
+    assert prefetched.serve("org_globex", query) == (False, None)  # served once
+
+
+def test_a_prefetched_record_is_served_only_for_its_own_query() -> None:
+    query = by_id("employees", ObjectId())
+    record = {"_id": query["_id"], "kind": "employees", "data": {"name": "Gil"}}
+    prefetched = Prefetched("org_acme", query, record)
+    assert prefetched.serve("org_acme", by_id("employees", ObjectId())) == (False, None)
+    assert prefetched.serve("org_acme", by_id("robots", query["_id"])) == (False, None)
+    assert prefetched.serve("org_acme", query) == (True, record)
+
+
+async def tenant_resolved_with_hint(services: Any, org: Any, hint: str, query: Any) -> Any:
+    """resolve_tenant for `org`'s token with `query` to prefetch, the hint set to `hint`."""
+    services.collection_hints.remember(org.id, hint)
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": [],
+                       "client": ("203.0.113.7", 50000), "app": None})
+    credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=org.token)
+    try:
+        return await resolve_tenant(request, services, credentials, None, query)
+    finally:
+        services.admission.leave(request.scope["state"])
+
+
+async def test_a_hint_naming_another_collection_prefetches_nothing(
+        client: httpx.AsyncClient, services: Any) -> None:
+    acme = await create_org(client, "Acme")
+    globex = await create_org(client, "Globex")
+    theirs = await add(client, globex, "employees", {"name": "Gil"})
+    query = by_id("employees", ObjectId(theirs["id"]))
+
+    stale = await tenant_resolved_with_hint(services, acme, globex.collection_name, query)
+    assert stale.collection_name == acme.collection_name
+    assert stale.prefetched is None  # their record was read, and is not kept
+    # With the hint right, the same read is kept for the caller's collection.
+    right = await tenant_resolved_with_hint(services, acme, acme.collection_name, query)
+    assert right.prefetched is not None
+    assert right.prefetched.serve(acme.collection_name, query) == (True, None)

@@ -113,8 +113,7 @@ async def prepare_database(services: Services) -> None:
     await services.organization_service.keys.ensure_indexes()
     # Organizations from before slug claims and collection owners existed get theirs
     # (idempotent).
-    for org in await services.organizations.all_names():
-        await services.lifecycle.adopt(org)
+    await services.lifecycle.adopt_unclaimed()
 
 
 async def sweep(services: Services) -> None:

@@ -99,8 +99,11 @@ class AdminRepository:
         return await self.collection.find_one({"organization_id": organization_id},
                                               sort=[("_id", 1)])
 
-    async def set_credentials(self, admin_id: ObjectId, *, email: str | None = None,
-                              password_hash: str | None = None) -> Document | None:
+    async def set_credentials(self, admin_id: ObjectId, *, token_version: int,
+                              email: str | None = None, password_hash: str | None = None
+                              ) -> Document | None:
+        """Change the credentials of the admin still at `token_version` (the version of the
+        token that asked); None when another change revoked that token meanwhile."""
         changes: Document = {"updated_at": utcnow()}
         if email is not None:
             changes["email"] = email
@@ -108,7 +111,7 @@ class AdminRepository:
         if password_hash is not None:
             changes["password_hash"] = password_hash
         return await self.collection.find_one_and_update(
-            {"_id": admin_id},
+            {"_id": admin_id, "token_version": token_version},
             {"$set": changes, "$inc": {"token_version": 1}},
             return_document=ReturnDocument.AFTER,
         )

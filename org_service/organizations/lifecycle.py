@@ -567,6 +567,15 @@ class LifecycleManager:
 
     # -- migration -----------------------------------------------------------------------
 
+    async def adopt_unclaimed(self) -> None:
+        """Adopt (see `adopt`) every organization whose slug is unclaimed or whose
+        collection is unowned: three reads at a start-up with nothing to adopt, not three
+        round trips per organization."""
+        claimed, owned = await self.claims.names(), await self.owners.names()
+        for org in await self.organizations.all_names():
+            if org["slug"] not in claimed or org["collection_name"] not in owned:
+                await self.adopt(org)
+
     async def adopt(self, org: Document) -> None:
         """Claim the slug and own the collection of an organization from before claims and
         owners existed. One renamed meanwhile by another process gives back what was

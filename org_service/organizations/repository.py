@@ -133,6 +133,9 @@ class SlugClaims:
     async def owner(self, slug: str) -> Document | None:
         return await self.collection.find_one({"_id": slug})
 
+    async def names(self) -> set[str]:
+        return {doc["_id"] async for doc in self.collection.find({}, {"_id": 1})}
+
     async def release(self, slug: str, organization_id: ObjectId) -> None:
         await self.collection.delete_one({"_id": slug, "organization_id": organization_id})
 
@@ -242,6 +245,9 @@ class CollectionOwners:
         """The organization no longer owns the name: anyone may take it."""
         await self.collection.delete_one(
             {"_id": name, "organization_id": organization_id, "op_id": {"$in": [None, op_id]}})
+
+    async def names(self) -> set[str]:
+        return {doc["_id"] async for doc in self.collection.find({}, {"_id": 1})}
 
     async def adopt(self, name: str, organization_id: ObjectId) -> bool:
         """Own the collection of an organization from before ownership existed (startup);

@@ -300,14 +300,19 @@ class OrganizationService:
                 raise _stale()
             org = renamed
         if data.email is not None or password_hash is not None:
+            # Compare-and-set on the token's version: a credential change that ran while
+            # this one hashed has revoked this token, and must not be overwritten by it.
             try:
-                await self.admins.set_credentials(
-                    tenant.admin["_id"],
+                changed = await self.admins.set_credentials(
+                    tenant.admin["_id"], token_version=tenant.claims.version,
                     email=str(data.email) if data.email is not None else None,
                     password_hash=password_hash,
                 )
             except DuplicateKeyError:
                 raise _email_taken() from None
+            if changed is None:
+                raise Unauthorized("This token was revoked by another credential change "
+                                   "meanwhile; log in again")
         return public(org)
 
     async def delete(self, target: DeleteTarget, name: str) -> OrganizationDeleted:

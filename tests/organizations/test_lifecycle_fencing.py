@@ -129,3 +129,16 @@ async def test_a_rename_whose_collection_is_missing_stops_and_creates_nothing(
         assert claims == ["acme"]
         owners = await lifecycle_db["tenant_collections"].find({}).to_list(None)
         assert [(o["_id"], o["op_id"]) for o in owners] == [("org_acme", None)]
+
+
+async def test_startup_adopts_organizations_from_before_claims_and_owners(
+        lifecycle_settings: Any, lifecycle_db: Any) -> None:
+    async with running(lifecycle_settings) as app:
+        legacy, _ = await org_with_docs(app, lifecycle_db, "Legacy", 2)
+        current, _ = await org_with_docs(app, lifecycle_db, "Current", 1)
+    # As an organization created before slug claims and collection owners existed.
+    await lifecycle_db["slug_claims"].delete_one({"_id": "legacy"})
+    await lifecycle_db["tenant_collections"].delete_one({"_id": "org_legacy"})
+
+    async with running(lifecycle_settings):  # its startup adopts what is missing
+        await assert_consistent(lifecycle_db, {legacy: 2, current: 1})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
 
 from tests.helpers import create_org, login
@@ -157,3 +160,36 @@ async def test_a_retry_of_a_completed_rename_answers_200(client: httpx.AsyncClie
         "old_organization_name": "Acme Corp", "new_organization_name": "Acme Three"})
     assert elsewhere.status_code == 403, elsewhere.text
     assert "org_acme_three" not in await master.list_collection_names()
+
+
+async def test_a_password_change_revoked_while_it_hashed_changes_nothing(
+        client: httpx.AsyncClient, services: Any, monkeypatch: Any) -> None:
+    # Two changes with one token; the first is held in its bcrypt hash while the second
+    # completes (revoking the token). The first then must not overwrite the second.
+    org = await create_org(client, "Acme")
+    held, release = asyncio.Event(), asyncio.Event()
+    real_hash = services.hasher.hash
+
+    async def held_hash(password: str) -> str:
+        if password == "first-new-password":
+            held.set()
+            await release.wait()
+        hashed: str = await real_hash(password)
+        return hashed
+
+    monkeypatch.setattr(services.hasher, "hash", held_hash)
+    change = {"old_organization_name": "Acme", "new_organization_name": "Acme"}
+    first = asyncio.create_task(client.put("/org/update", headers=org.auth, json={
+        **change, "password": "first-new-password"}))
+    await asyncio.wait_for(held.wait(), 10)
+    second = await client.put("/org/update", headers=org.auth, json={
+        **change, "password": "second-new-password"})
+    assert second.status_code == 200, second.text
+    release.set()
+
+    response = await first
+    assert response.status_code == 401, response.text
+    await login(client, org.email, "second-new-password")
+    refused = await client.post("/admin/login", json={
+        "email": org.email, "password": "first-new-password"})
+    assert refused.status_code == 401

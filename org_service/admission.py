@@ -1,18 +1,118 @@
-"""At most MAX_TENANT_REQUESTS_IN_FLIGHT requests of one organization at a time in this
-process, so one tenant cannot take the whole process (its event loop, its connections,
-its memory) from the others.
+"""Admission control, at two levels.
 
-A request is admitted when its tenant context is resolved (the organization is known only
-then) and leaves when its response is over, a streamed export included: the middleware
-outside everything else releases it after the last byte is sent or the client went away."""
+Per process (`RequestAdmission`, the `AdmitRequests` middleware): at most
+MAX_REQUESTS_IN_FLIGHT requests run at once; up to REQUEST_QUEUE_LIMIT more wait their turn,
+first come first served, each at most REQUEST_QUEUE_TIMEOUT_MS; any other is answered 503
+with Retry-After at once, before its body is read. Measured cause (docs/benchmarks.md,
+"Overload"): with every request let in, 256 concurrent requests mean 256 concurrent driver
+operations, whose locks (the topology's and the pool's, each scanning its waiters on every
+acquire), timers and a pool grown to a hundred connections cost up to ~40% more CPU per
+request, and the event loop serves them in no particular order, so p99 reached a second
+while the median stayed low. A small number in flight keeps the driver in its cheap regime,
+and the FIFO queue makes every admitted request wait about the same.
+
+Per organization (`TenantAdmission`): at most MAX_TENANT_REQUESTS_IN_FLIGHT requests of one
+organization at a time in this process, so one tenant cannot take the whole process (its
+event loop, its connections, its memory) from the others. A request is admitted when its
+tenant context is resolved (the organization is known only then) and leaves when its
+response is over, a streamed export included: the middleware outside everything else
+releases it after the last byte is sent or the client went away."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections import deque
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from org_service.errors import TooManyRequests
+
+OVERLOADED_DETAIL = "The server is at capacity; retry shortly"
+
+
+class RequestAdmission:
+    """A FIFO gate: `limit` requests inside, at most `queue_limit` waiting, none waiting
+    longer than `queue_timeout` seconds. Entering and leaving are O(1): no waiter list is
+    ever scanned (asyncio's own Semaphore scans its waiters on every acquire)."""
+
+    def __init__(self, limit: int, queue_limit: int, queue_timeout: float) -> None:
+        self.limit = limit
+        self.queue_limit = queue_limit
+        self.queue_timeout = queue_timeout
+        self.in_flight = 0
+        self.shed = 0  # requests refused since start (exposed as a metric)
+        # Waiters in arrival order; those that gave up stay in it (cancelled) until `leave`
+        # reaches them, so `queued` counts the ones still waiting.
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self.queued = 0
+
+    async def enter(self) -> bool:
+        """True once the request may run (call `leave` after it); False: shed it."""
+        if self.in_flight < self.limit and not self.queued:
+            self.in_flight += 1
+            return True
+        if self.queued >= self.queue_limit:
+            self.shed += 1
+            return False
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        self.queued += 1
+        try:
+            # On timeout wait_for cancels `turn`, unless it came in time (then it returns).
+            await asyncio.wait_for(turn, self.queue_timeout)
+        except TimeoutError:
+            self.shed += 1
+            return False
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.leave()  # the slot came with the cancellation: pass it on
+            raise
+        finally:
+            if not turn.done() or turn.cancelled():
+                self.queued -= 1  # gave up; a granted turn was counted out by `leave`
+        return True
+
+    def leave(self) -> None:
+        """Hand the slot to the next waiter still waiting, else free it."""
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)  # in_flight unchanged: the slot passes on
+                self.queued -= 1
+                return
+        self.in_flight -= 1
+
+
+class AdmitRequests:
+    """ASGI middleware in front of the routes: runs a request once `RequestAdmission` lets
+    it in, else answers 503 + Retry-After without reading it. `exempt` paths (health
+    checks, metrics) always run: an overloaded process must still say how it is."""
+
+    def __init__(self, app: ASGIApp, admission: RequestAdmission, retry_after: int,
+                 exempt: frozenset[str] = frozenset()) -> None:
+        self.app = app
+        self.admission = admission
+        self.exempt = exempt
+        body = json.dumps({"error": "overloaded", "detail": OVERLOADED_DETAIL}).encode()
+        self._start = {"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(max(1, retry_after)).encode())]}
+        self._body = {"type": "http.response.body", "body": body}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        if not await self.admission.enter():
+            await send(dict(self._start))  # a copy: middleware outside adds headers to it
+            await send(self._body)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.admission.leave()
 
 _ADMITTED = "admitted_organization"
 

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     MAX_RESPONSE_BYTES: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     # Requests of one organization in flight in one API process; past it 429 (0: no limit).
     MAX_TENANT_REQUESTS_IN_FLIGHT: int = Field(default=64, ge=0)
+    # Requests running at once in one API process (health checks and /metrics aside); up to
+    # REQUEST_QUEUE_LIMIT more wait in line, each at most REQUEST_QUEUE_TIMEOUT_MS; any
+    # other gets 503 with Retry-After at once. Defaults from the overload benchmark
+    # (docs/benchmarks.md): past ~32 concurrent database operations the driver spends more
+    # CPU per request, and the queue holds a 256-client burst without shedding.
+    MAX_REQUESTS_IN_FLIGHT: int = Field(default=32, ge=1)
+    REQUEST_QUEUE_LIMIT: int = Field(default=512, ge=0)
+    REQUEST_QUEUE_TIMEOUT_MS: int = Field(default=1000, ge=1, le=60_000)
 
     # Audit trail (org_service/audit) and /metrics. Entries expire this many days after they
     # were written (a TTL index). Identical refused events from strangers (failed or

@@ -18,7 +18,12 @@ from org_service.admins import endpoints as admin_endpoints
 from org_service.admins.repository import AdminRepository, LoginFailureRepository
 from org_service.admins.service import AdminService
 from org_service.admins.throttle import CreateThrottle, LoginThrottle
-from org_service.admission import ReleaseAdmission, TenantAdmission
+from org_service.admission import (
+    AdmitRequests,
+    ReleaseAdmission,
+    RequestAdmission,
+    TenantAdmission,
+)
 from org_service.audit import endpoints as audit_endpoints
 from org_service.audit.repository import AuditRepository
 from org_service.audit.service import AuditLog
@@ -154,8 +159,13 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     app.router.routes.extend(router.routes)
 
 
+# Always answered, however loaded the process: an orchestrator must see it alive.
+EXEMPT_FROM_ADMISSION = frozenset({"/health", "/ready", "/metrics"})
+
+
 class OrgServiceAPI(FastAPI):
     admission: TenantAdmission
+    request_admission: RequestAdmission
 
     def build_middleware_stack(self) -> ASGIApp:
         return ReleaseAdmission(JSONPayloadTooLarge(super().build_middleware_stack()),
@@ -205,6 +215,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_size=settings.MAX_BODY_BYTES,
     )
     app.admission = TenantAdmission(settings.MAX_TENANT_REQUESTS_IN_FLIGHT)
+    app.request_admission = RequestAdmission(
+        settings.MAX_REQUESTS_IN_FLIGHT, settings.REQUEST_QUEUE_LIMIT,
+        settings.REQUEST_QUEUE_TIMEOUT_MS / 1000)
+    metrics.watch_admission(app.request_admission)
     app.state.metrics = metrics
     install_error_handlers(app, retry_after=settings.RETRY_AFTER_SECONDS)
     if settings.cors_origins:
@@ -219,6 +233,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    record_endpoints.router, audit_endpoints.router, health.router,
                    metrics_router):
         add_routes(app, router)
+    # Inside the request log and metrics (a shed request is logged and counted like any
+    # other), outside everything that reads a request.
+    app.add_middleware(AdmitRequests, admission=app.request_admission,
+                       retry_after=1, exempt=EXEMPT_FROM_ADMISSION)
     # Added last, so it runs outermost of the user middleware: it sees every request and
     # stamps its id on every answer, CORS preflights included.
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)

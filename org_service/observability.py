@@ -14,7 +14,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -28,10 +28,13 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from pymongo import monitoring
 from pymongo.errors import PyMongoError
 from pythonjsonlogger.json import JsonFormatter
 
+from org_service.admission import RequestAdmission
 from org_service.deps import ServicesDep
 from org_service.errors import ErrorResponse, Unauthorized, internal_error_response
 
@@ -110,6 +113,10 @@ class Metrics:
         self._organizations_counted_at: float | None = None
         self._organizations_refresh = asyncio.Lock()
 
+    def watch_admission(self, admission: RequestAdmission) -> None:
+        """Requests in flight, waiting and shed by the process-wide admission control."""
+        self.registry.register(_AdmissionCollector(admission))
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
         children = self._children.get(key)
@@ -148,6 +155,21 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _AdmissionCollector(Collector):
+    def __init__(self, admission: RequestAdmission) -> None:
+        self.admission = admission
+
+    def collect(self) -> Iterator[Metric]:
+        admission = self.admission
+        yield GaugeMetricFamily("requests_in_flight", "Requests running (admitted)",
+                                value=admission.in_flight)
+        yield GaugeMetricFamily("requests_queued", "Requests waiting to be admitted",
+                                value=admission.queued)
+        yield CounterMetricFamily("requests_shed", "Requests answered 503 by admission "
+                                  "control (bound and queue full, or waited too long)",
+                                  value=admission.shed)
 
 
 class CommandMetrics(monitoring.CommandListener):

@@ -23,6 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -85,6 +88,27 @@ class RequestAdmission:
         self.in_flight -= 1
 
 
+# The admission control that let the current request in (None: exempt, or not a request).
+_admitted: ContextVar[RequestAdmission | None] = ContextVar("admitted", default=None)
+
+
+@asynccontextmanager
+async def outside_admission() -> AsyncIterator[None]:
+    """While the current request waits for another bounded resource (a password hash: a
+    thread, not the database), its slot serves other requests. It comes back in without
+    queueing (it already had its turn), so the bound is exceeded by at most the number of
+    such waits that end at the same moment."""
+    admission = _admitted.get()
+    if admission is None:
+        yield
+        return
+    admission.leave()
+    try:
+        yield
+    finally:
+        admission.in_flight += 1
+
+
 class AdmitRequests:
     """ASGI middleware in front of the routes: runs a request once `RequestAdmission` lets
     it in, else answers 503 + Retry-After without reading it. `exempt` paths (health
@@ -109,9 +133,11 @@ class AdmitRequests:
             await send(dict(self._start))  # a copy: middleware outside adds headers to it
             await send(self._body)
             return
+        admitted = _admitted.set(self.admission)
         try:
             await self.app(scope, receive, send)
         finally:
+            _admitted.reset(admitted)
             self.admission.leave()
 
 _ADMITTED = "admitted_organization"

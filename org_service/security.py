@@ -28,6 +28,7 @@ import anyio.to_thread
 import bcrypt
 import jwt
 
+from org_service.admission import outside_admission
 from org_service.errors import ServiceUnavailable, Unauthorized
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -130,12 +131,15 @@ class PasswordHasher:
     async def _in_thread(self, check: bool, func: Any, *args: Any) -> Any:
         if self._limiter is None:  # created lazily: it belongs to the running event loop
             self._limiter = anyio.CapacityLimiter(self.threads)
-        await self._take_thread(check)
-        try:
-            return await anyio.to_thread.run_sync(self._timed, func, *args,
-                                                  limiter=self._limiter)
-        finally:
-            self._give_back_thread()
+        # A hash holds a thread, not the database: the request's admission slot serves
+        # others meanwhile, so a burst of logins cannot take every slot.
+        async with outside_admission():
+            await self._take_thread(check)
+            try:
+                return await anyio.to_thread.run_sync(self._timed, func, *args,
+                                                      limiter=self._limiter)
+            finally:
+                self._give_back_thread()
 
     async def hash(self, password: str) -> str:
         hashed: str = await self._in_thread(False, self._hash, password)

@@ -5,11 +5,13 @@ answer. Requests held in flight by an event the test controls (no timing)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import bcrypt
 import pytest
 from fastapi import APIRouter
 from pymongo import AsyncMongoClient
@@ -166,3 +168,31 @@ async def test_a_waiter_that_gives_up_takes_no_slot_with_it(how: str) -> None:
     assert await after is True
     admission.leave()
     assert (admission.in_flight, admission.queued) == (0, 0)
+
+
+async def test_requests_waiting_for_a_password_hash_leave_their_slots_to_others(
+        settings: Any, raw_client: AsyncMongoClient[Any], monkeypatch: Any) -> None:
+    # Two slots, two places in line: four logins get in only if those hashing step out.
+    async with overloadable(settings, raw_client, MAX_REQUESTS_IN_FLIGHT=2,
+                            REQUEST_QUEUE_LIMIT=2, REQUEST_QUEUE_TIMEOUT_MS=30_000
+                            ) as (app, gate, admission):
+        http, hasher = app.http, app.services.hasher
+        org = await create_org(http, "Hash Co")
+        hashing = threading.Event()
+        real_checkpw = bcrypt.checkpw
+
+        def held_checkpw(*args: Any) -> bool:
+            hashing.wait(10)
+            return bool(real_checkpw(*args))
+
+        monkeypatch.setattr(bcrypt, "checkpw", held_checkpw)
+        logins = [asyncio.create_task(http.post("/admin/login", json={
+            "email": org.email, "password": org.password})) for _ in range(4)]
+        await until(lambda: hasher.in_flight == 4)
+
+        me = await http.get("/admin/me", headers=org.auth)
+        hashing.set()
+        assert [r.status_code for r in await asyncio.gather(*logins)] == [200] * 4
+
+        assert me.status_code == 200, me.text  # four logins hashing, two slots: not 503
+        assert (admission.in_flight, admission.shed) == (0, 0)

@@ -18,4 +18,6 @@ WORKDIR /home/app
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status != 200)"]
-CMD ["uvicorn", "org_service.main:app", "--host", "0.0.0.0", "--port", "8000", "--no-server-header", "--proxy-headers", "--no-access-log"]
+# asyncio's event loop, not uvloop: under a burst of connections uvloop left some of them
+# unserved for seconds (docs/benchmarks.md, "Overload").
+CMD ["uvicorn", "org_service.main:app", "--host", "0.0.0.0", "--port", "8000", "--no-server-header", "--proxy-headers", "--no-access-log", "--loop", "asyncio"]

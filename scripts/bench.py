@@ -38,6 +38,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_overload import overload  # noqa: E402  (scripts/ is this script's folder)
+
 from org_service.admins.repository import AdminRepository  # noqa: E402
 from org_service.embedded import EmbeddedMongo, die_with_parent, free_port  # noqa: E402
 from org_service.naming import collection_for, slug_of  # noqa: E402
@@ -169,13 +171,16 @@ class Server:
     that dies without one (a SIGKILL or an interrupted run leaves no server behind)."""
 
     def __init__(self, name: str, app: str, env: dict[str, str], workdir: Path,
-                 app_dir: Path | None = None) -> None:
+                 app_dir: Path | None = None, loop: str = "asyncio") -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{name}.log"
         command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
-                   "--port", str(self.port), "--no-access-log", "--log-level", "warning"]
+                   "--port", str(self.port), "--no-access-log", "--log-level", "warning",
+                   # As scripts/serve.sh and the Dockerfile run it (see docs/benchmarks.md,
+                   # "Overload": uvloop starves some connections under a burst).
+                   "--loop", loop]
         if app_dir is not None:
             command += ["--app-dir", str(app_dir)]
         with self.log.open("wb") as out:
@@ -306,8 +311,10 @@ async def run_batch(http: httpx.AsyncClient, send: Callable[[], Awaitable[httpx.
 
 
 class Bench:
-    def __init__(self, size: Size, mongo_url: str, workdir: Path, quick: bool) -> None:
+    def __init__(self, size: Size, mongo_url: str, workdir: Path, quick: bool,
+                 db_pid: int | None = None) -> None:
         self.size = size
+        self.db_clock = cpu_clock_of(db_pid) if db_pid is not None else None
         self.quick = quick
         self.mongo_url = mongo_url
         self.workdir = workdir
@@ -379,6 +386,11 @@ class Bench:
             await self.health_during_logins()
             await self.rename()
             await self.during_create_flood()
+            await overload(self, Server, self.db_cpu_seconds)
+
+    def db_cpu_seconds(self) -> float | None:
+        """The database server's CPU time, when it is a process of this run."""
+        return time.clock_gettime(self.db_clock) if self.db_clock is not None else None
 
     async def cpu_per_request(self) -> None:
         size, tenant = self.size, self.probe_small
@@ -708,10 +720,7 @@ class Bench:
 
 IDLE_WAIT_PROBE = """
 import asyncio, time
-try:
-    from uvloop import run
-except ImportError:
-    run = asyncio.run
+run = asyncio.run
 async def per_sleep(seconds, count=300):
     started = time.process_time()
     for _ in range(count):
@@ -724,7 +733,7 @@ run(main())
 
 
 def idle_wait_cpu() -> tuple[float, float]:
-    """CPU time, in µs, an event loop (uvloop, as uvicorn picks) is charged for one turn
+    """CPU time, in µs, an event loop (asyncio's, as the API runs) is charged for one turn
     that does not wait and for one that waits 2 ms with nothing to do. A virtual machine
     may charge the waiting process for its wake-up; every CPU figure here includes that."""
     out = subprocess.run([sys.executable, "-c", IDLE_WAIT_PROBE], capture_output=True,
@@ -856,8 +865,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="org_service_bench_"))
     started = time.perf_counter()
     try:
-        with database(args.mongodb_url, workdir) as (url, description):
-            report = asyncio.run(Bench(size, url, workdir, args.quick).run())
+        with database(args.mongodb_url, workdir) as (url, description, db_pid):
+            report = asyncio.run(Bench(size, url, workdir, args.quick, db_pid).run())
     except BaseException:
         print(f"benchmark failed; server logs kept in {workdir}", file=sys.stderr)
         raise
@@ -883,19 +892,20 @@ def main() -> int:
 
 
 @contextlib.contextmanager
-def database(url: str | None, workdir: Path) -> Iterator[tuple[str, str]]:
+def database(url: str | None, workdir: Path) -> Iterator[tuple[str, str, int | None]]:
     if url:
-        yield url, "the server at --mongodb-url"
+        yield url, "the server at --mongodb-url", None
         return
     server = EmbeddedMongo(str(workdir / "db"), sync_on_commit=False).start()
     try:
         version = importlib.metadata.version("secantusdb")
+        assert server.process is not None
         yield server.url, (
             f"SecantusDB {version} (MongoDB wire protocol on WiredTiger) on the same machine, "
             "without --sync-on-commit. Caveats: it serves roughly 1-2k operations/s and its "
             "renameCollection copies the data, so absolute times and the rename ratios "
             "reflect SecantusDB, not MongoDB (where renameCollection within a database is "
-            "a metadata change).")
+            "a metadata change)."), server.process.pid
     finally:
         server.stop()
 

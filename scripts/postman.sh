@@ -33,7 +33,7 @@ base_url="http://127.0.0.1:$port"
   JWT_SECRET_KEY=$("$root/.venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(48))')
   export JWT_SECRET_KEY
   exec "$root/.venv/bin/uvicorn" org_service.main:app --host 127.0.0.1 --port "$port" \
-    --no-access-log
+    --no-access-log --loop asyncio
 ) > "$work/api.log" 2>&1 &
 api_pid=$!
 

@@ -18,4 +18,4 @@ if [ -z "${MONGODB_URL:-}" ] && ! grep -qs '^MONGODB_URL=.' .env; then
   echo "MONGODB_URL is not set: using the embedded SecantusDB (data in $data/db)"
 fi
 exec .venv/bin/uvicorn org_service.main:app --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" \
-  --no-server-header --no-access-log "$@"
+  --no-server-header --no-access-log --loop asyncio "$@"

@@ -4,6 +4,7 @@ database. (Speed is judged by the full run's ratios in docs/benchmarks.md, never
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -40,6 +41,14 @@ def test_quick_bench_measures_every_row_and_writes_the_report(mongo_url: str,
                     "/health p99 and login latency with 16 concurrent public creates",
                     "document-by-document copy"):
         assert measure in measures, measure
+    # The overload rows need wrk (a native load generator); without it they say so.
+    if shutil.which("wrk"):
+        for measure in ("overload GET /admin/me: goodput (2xx/s) and CPU per request",
+                        "overload GET /admin/me: p99 by connections",
+                        "overload: API RSS through 10 s of GET /admin/me"):
+            assert measure in measures, measure
+    else:
+        assert "not run: wrk is not installed" in measures
     # The record read's CPU is split into its reads and the stack around them, in floors.
     assert "× floor, which leaves" in measures and "of the 1.3× target" in measures
     assert re.search(r"the API's own stack costs -?\d+ µs a request = -?\d+\.\d\d× floor",

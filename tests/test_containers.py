@@ -65,6 +65,15 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_healthcheck() -> None:
     assert "embedded" not in " ".join(rest for ins, rest in pairs if ins == "RUN")
 
 
+def test_every_way_to_run_the_api_uses_asyncios_event_loop() -> None:
+    # uvicorn would pick uvloop (installed with uvicorn[standard]), which left some of 256
+    # new connections unanswered for over 2 s in the overload benchmark.
+    command = _exec_form("CMD")
+    assert command[command.index("--loop") + 1] == "asyncio"
+    for script in ("scripts/serve.sh", "scripts/postman.sh"):
+        assert "--loop asyncio" in (ROOT / script).read_text(), script
+
+
 def test_compose_runs_mongo8_replica_set_and_api_after_its_health() -> None:
     compose: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     mongo, api = compose["services"]["mongo"], compose["services"]["api"]

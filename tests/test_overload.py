@@ -175,7 +175,7 @@ async def test_requests_waiting_for_a_password_hash_leave_their_slots_to_others(
     # Two slots, two places in line: four logins get in only if those hashing step out.
     async with overloadable(settings, raw_client, MAX_REQUESTS_IN_FLIGHT=2,
                             REQUEST_QUEUE_LIMIT=2, REQUEST_QUEUE_TIMEOUT_MS=30_000
-                            ) as (app, gate, admission):
+                            ) as (app, _gate, admission):
         http, hasher = app.http, app.services.hasher
         org = await create_org(http, "Hash Co")
         hashing = threading.Event()

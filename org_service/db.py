@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import ObjectId
+from bson.errors import InvalidId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.monitoring import CommandListener
@@ -18,6 +20,16 @@ def utcnow() -> datetime:
     # MongoDB keeps milliseconds; truncating here keeps what we return equal to what we store.
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def object_id(value: object) -> ObjectId | None:
+    """The ObjectId a string (or an ObjectId) stands for; None for anything else."""
+    if isinstance(value, ObjectId):
+        return value
+    try:
+        return ObjectId(value) if isinstance(value, str) else None
+    except InvalidId:
+        return None
 
 
 def create_client(url: str, settings: Settings,

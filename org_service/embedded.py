@@ -107,6 +107,7 @@ class EmbeddedMongo:
             if self.process is not None and self.process.poll() is not None:
                 return False
             try:
+                client: MongoClient[dict[str, object]]
                 with MongoClient(self.url, serverSelectionTimeoutMS=500) as client:
                     client.admin.command("ping")
                 return True

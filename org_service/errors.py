@@ -27,6 +27,8 @@ from pymongo.errors import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from org_service.organizations import errors as lifecycle
+
 log = logging.getLogger(__name__)
 
 
@@ -96,6 +98,37 @@ class Unprocessable(ServiceError):
     code = "validation_error"
 
 
+class InvalidInput(Unprocessable):
+    """Input that passed the schema but breaks a rule only code can check (record keys,
+    query operators): the same 422 body as a schema violation, each problem listed."""
+
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        super().__init__(_invalid_detail(problems))
+        self.problems = problems
+
+
+def _invalid_detail(problems: list[dict[str, Any]]) -> str:
+    return "Invalid request: " + ", ".join(
+        ".".join(str(part) for part in problem["loc"]) for problem in problems[:5])
+
+
+class StepUpRequired(Unauthorized):
+    """RFC 9470: the token is valid, but its login is too old for this action."""
+
+    code = "insufficient_user_authentication"
+
+    def __init__(self, max_age_seconds: int) -> None:
+        detail = (f"Changing the email or password needs a login within the last "
+                  f"{max_age_seconds} seconds: log in again, or send current_password")
+        ServiceError.__init__(self, detail, headers={"WWW-Authenticate": (
+            'Bearer error="insufficient_user_authentication", '
+            f'error_description="A more recent login is required", max_age={max_age_seconds}')})
+
+
+class InvalidCurrentPassword(Forbidden):
+    code = "invalid_current_password"
+
+
 class TooManyRequests(ServiceError):
     status_code = 429
     code = "too_many_requests"
@@ -128,6 +161,38 @@ class DeadlineExceeded(ServiceUnavailable):
     def __init__(self, *, retry_after: int = 1) -> None:
         super().__init__("The request ran past its deadline before it could write; nothing "
                          "was written, retry", retry_after=retry_after)
+
+
+def lifecycle_busy() -> Conflict:
+    return Conflict("Another rename, delete or index change of this organization is in "
+                    "progress")
+
+
+def name_taken(name: str) -> Conflict:
+    return Conflict(f"An organization named '{name}' (or a name with the same slug) exists")
+
+
+def as_service_error(exc: Exception) -> ServiceError | None:
+    """What an exception means to the caller: a ServiceError as it is, a domain error of the
+    lifecycle translated here (the one place), anything else None."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, lifecycle.NameTaken):
+        return name_taken(exc.name)
+    if isinstance(exc, lifecycle.Busy):
+        return lifecycle_busy()
+    if isinstance(exc, lifecycle.Stale):
+        return Conflict("The organization was renamed or deleted since this request was "
+                        "made; nothing was changed")
+    if isinstance(exc, lifecycle.CollectionTaken):
+        return Conflict(f"The collection '{exc.name}' already exists")
+    if isinstance(exc, lifecycle.Inconsistent):
+        return Conflict("The organization's collection is not where it should be; nothing "
+                        "was changed (an operator has to look)")
+    if isinstance(exc, lifecycle.LeaseLost):
+        return ServiceUnavailable("The operation was taken over by recovery; retry to see "
+                                  "its outcome", retry_after=1)
+    return None
 
 
 # Server error codes that mean "the server or the network, not the request": the retryable
@@ -198,6 +263,12 @@ _HTTP_CODES = {
 }
 
 
+def render(error: ServiceError) -> JSONResponse:
+    """The one JSON body of every error answer."""
+    problems = error.problems if isinstance(error, InvalidInput) else None
+    return _render(error.status_code, error.code, error.detail, error.headers, problems)
+
+
 def _render(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
             errors: list[dict[str, Any]] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": code, "detail": detail}
@@ -226,13 +297,19 @@ def _field_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
 def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return _render(exc.status_code, exc.code, exc.detail, exc.headers)
+        return render(exc)
+
+    @app.exception_handler(lifecycle.LifecycleError)
+    async def _lifecycle_error(_: Request, exc: lifecycle.LifecycleError) -> JSONResponse:
+        if isinstance(exc, lifecycle.Inconsistent):
+            log.error("lifecycle operation stopped: %s", exc)
+        error = as_service_error(exc)
+        assert error is not None  # every LifecycleError has its answer above
+        return render(error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = _field_problems(exc)
-        where = ", ".join(".".join(str(p) for p in pr["loc"]) for pr in problems[:5])
-        return _render(422, "validation_error", f"Invalid request: {where}", errors=problems)
+        return render(InvalidInput(_field_problems(exc)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

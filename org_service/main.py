@@ -35,7 +35,6 @@ from org_service.embedded import EmbeddedMongo
 from org_service.errors import install_error_handlers
 from org_service.keys import ServiceKeys
 from org_service.observability import Metrics, ObservabilityMiddleware, configure_logging
-from org_service.observability import router as metrics_router
 from org_service.organizations import endpoints as organization_endpoints
 from org_service.organizations.lifecycle import LifecycleManager
 from org_service.organizations.repository import (
@@ -79,18 +78,17 @@ def build_services(settings: Settings, mongo: Mongo,
         mongo=mongo,
         hasher=hasher,
         tokens=tokens,
-        organizations=organizations,
-        admins=admins,
-        collections=collections,
+        organization_repository=organizations,
+        admin_repository=admins,
+        login_failure_repository=login_failures,
         lifecycle=lifecycle,
-        organization_service=OrganizationService(
+        organizations=OrganizationService(
             organizations=organizations, admins=admins, lifecycle=lifecycle,
             keys=IdempotencyKeys(mongo.master, settings.IDEMPOTENCY_KEY_TTL_SECONDS),
             hasher=hasher,
             fingerprint_secret=keys.idempotency_fingerprint),
-        admin_service=AdminService(admins=admins, organizations=organizations, hasher=hasher,
+        admins=AdminService(admins=admins, organizations=organizations, hasher=hasher,
                                    tokens=tokens, throttle=throttle),
-        login_failures=login_failures,
         login_throttle=throttle,
         create_throttle=CreateThrottle(login_failures, settings),
         audit=AuditLog(AuditRepository(
@@ -109,13 +107,13 @@ def build_services(settings: Settings, mongo: Mongo,
 
 
 async def prepare_database(services: Services) -> None:
-    await services.organizations.ensure_indexes()
-    await services.admins.ensure_indexes()
-    await services.login_failures.ensure_indexes()
+    await services.organization_repository.ensure_indexes()
+    await services.admin_repository.ensure_indexes()
+    await services.login_failure_repository.ensure_indexes()
     await services.audit.repository.ensure_indexes()
     await services.lifecycle.journal.ensure_indexes()
     await services.lifecycle.owners.ensure_indexes()
-    await services.organization_service.keys.ensure_indexes()
+    await services.organizations.keys.ensure_indexes()
     # Organizations from before slug claims and collection owners existed get theirs
     # (idempotent).
     await services.lifecycle.adopt_unclaimed()
@@ -178,7 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics(organizations_max_age=settings.METRICS_REFRESH_SECONDS)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: OrgServiceAPI) -> AsyncIterator[None]:
         embedded: EmbeddedMongo | None = None
         url = settings.MONGODB_URL
         if not url:
@@ -230,8 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            "X-Request-ID", "Idempotency-Key", "If-Match"],
         )
     for router in (organization_endpoints.router, admin_endpoints.router,
-                   record_endpoints.router, audit_endpoints.router, health.router,
-                   metrics_router):
+                   record_endpoints.router, audit_endpoints.router, health.router):
         add_routes(app, router)
     # Inside the request log and metrics (a shed request is logged and counted like any
     # other), outside everything that reads a request.

@@ -7,6 +7,7 @@ unique index arbitrates, and the collection is always ``org_<slug>``.
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated
 
@@ -34,6 +35,26 @@ def slug_of(name: str) -> str:
 
 def collection_for(slug: str) -> str:
     return COLLECTION_PREFIX + slug
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationIdentity:
+    """An organization's name as it travels through the layers: the display name, the slug
+    that is its identity, and the collection named from that slug, derived once where the
+    name enters (a request body, a stored document) and carried together."""
+
+    name: str
+    slug: str
+    collection: str
+
+    @classmethod
+    def of(cls, name: str) -> OrganizationIdentity:
+        slug = slug_of(name)
+        return cls(name, slug, collection_for(slug))
+
+    def names_the_same(self, other: str) -> bool:
+        """Whether `other` names this organization (any name with its slug does)."""
+        return slug_of(other) == self.slug
 
 
 def clean_organization_name(value: str) -> str:

@@ -8,7 +8,6 @@ PyMongo's command monitoring feeds the database latency histogram; `/metrics` ex
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import re
 import sys
@@ -17,10 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -35,8 +31,7 @@ from pymongo.errors import PyMongoError
 from pythonjsonlogger.json import JsonFormatter
 
 from org_service.admission import RequestAdmission
-from org_service.deps import ServicesDep
-from org_service.errors import ErrorResponse, Unauthorized, internal_error_response
+from org_service.errors import internal_error_response
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -261,32 +256,3 @@ class ObservabilityMiddleware:
             "organization_id": getattr(tenant, "organization_id", None),
             "request_id": request_id,
         })
-
-
-async def metrics_scraper(request: Request, services: ServicesDep) -> None:
-    """With METRICS_TOKEN set, only `Authorization: Bearer <METRICS_TOKEN>` may scrape."""
-    token = services.settings.METRICS_TOKEN
-    if token is None:
-        return
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    # Headers arrive decoded as latin-1: encoding back gives the bytes that were sent.
-    # compare_digest: the time taken does not tell how much of a guess was right.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-            credentials.strip().encode("latin-1"), token.get_secret_value().encode()):
-        raise Unauthorized("GET /metrics needs the metrics bearer token")
-
-
-router = APIRouter(tags=["Health"])
-
-
-@router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_scraper)],
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
-                             "description": "Prometheus text exposition"},
-                       401: {"model": ErrorResponse,
-                             "description": "METRICS_TOKEN is set and the request lacks it"}})
-async def metrics(request: Request, services: ServicesDep) -> Response:
-    """Prometheus metrics: requests, latencies, database command latency, organizations
-    (counted at most once per METRICS_REFRESH_SECONDS). Public unless METRICS_TOKEN is set."""
-    registry: Metrics = request.app.state.metrics
-    await registry.refresh_organizations(services.organizations.count_active)
-    return Response(registry.exposition(), media_type=CONTENT_TYPE_LATEST)

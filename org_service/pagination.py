@@ -34,7 +34,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 _MAC_BYTES = 16
 _MAX_CURSOR_CHARS = 2048
-_CODEC = CodecOptions(tz_aware=True)
+_CODEC: CodecOptions[Document] = CodecOptions(tz_aware=True)
 
 
 @dataclass(frozen=True, slots=True)

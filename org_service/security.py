@@ -166,8 +166,6 @@ class TokenClaims:
     organization_id: str
     role: str
     version: int
-    token_id: str
-    expires_at: datetime
     # When the admin's password was last checked (OIDC's `auth_time`): at the login that
     # issued the token. None on tokens from before the claim existed.
     auth_time: datetime | None = None
@@ -217,7 +215,6 @@ class TokenCodec:
         if not (isinstance(sub, str) and isinstance(org, str) and type(ver) is int):
             raise Unauthorized()
         try:
-            expires_at = datetime.fromtimestamp(payload["exp"], UTC)
             auth_time = _timestamp(payload["auth_time"]) if "auth_time" in payload else None
         except (OverflowError, OSError, ValueError):  # an absurd but validly signed time
             raise Unauthorized() from None
@@ -226,8 +223,6 @@ class TokenCodec:
             organization_id=org,
             role=str(payload.get("role", "org_admin")),
             version=ver,
-            token_id=str(payload.get("jti", "")),
-            expires_at=expires_at,
             auth_time=auth_time,
         )
 

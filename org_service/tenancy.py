@@ -1,30 +1,22 @@
-"""The tenant context: the only way a route learns which organization it acts for.
+"""The tenant context: which organization a request acts for, and what it may do there.
 
-It comes from the verified token alone (token -> admin -> organization, each checked),
-never from a body, a path or a header.
+Resolved from the verified token alone (token -> admin -> organization, each checked) by
+`org_service/deps.py`, never from a body, a path or a header.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
 
 import pymongo
-from fastapi import Depends, Header, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from org_service.audit.service import Auditor, request_info
 from org_service.db import Document
-from org_service.deps import Services
-from org_service.errors import DeadlineExceeded, Forbidden, TenantBusy, Unauthorized
-from org_service.organizations.repository import ACTIVE, RENAMING, object_id
+from org_service.errors import DeadlineExceeded
 from org_service.security import TokenClaims
-
-bearer = HTTPBearer(auto_error=False, description="The access token from /admin/login")
 
 
 class CollectionHints:
@@ -100,90 +92,3 @@ class TenantContext:
     @property
     def collection_name(self) -> str:
         return str(self.organization["collection_name"])
-
-
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-OrganizationHeader = Annotated[str | None, Header(
-    alias="X-Organization-ID",
-    description="Optional cross-check: must equal the organization of the token",
-)]
-Prefetch = Callable[[Request], Document | None]
-
-
-class TenantBearer(HTTPBearer):
-    """The bearer scheme (OpenAPI shows it as such) that also resolves the tenant context.
-
-    One dependency where FastAPI would otherwise resolve five (credentials, services,
-    auditor, header, context) at some 25 µs each on every tenant request. `prefetch` names
-    a read of the tenant's collection to make in the tenant lookup's round trip."""
-
-    def __init__(self, prefetch: Prefetch | None = None) -> None:
-        super().__init__(auto_error=False, scheme_name=bearer.scheme_name,
-                         description=bearer.model.description)
-        self.prefetch = prefetch
-
-    async def __call__(
-        self, request: Request, x_organization_id: OrganizationHeader = None,
-    ) -> TenantContext:
-        services: Services = request.app.state.services
-        credentials = await super().__call__(request)
-        prefetch = self.prefetch(request) if self.prefetch is not None else None
-        with pymongo.timeout(services.settings.TENANT_REQUEST_TIMEOUT_MS / 1000):
-            return await resolve_tenant(request, services, credentials, x_organization_id,
-                                        prefetch)
-
-
-async def resolve_tenant(request: Request, services: Services,
-                         credentials: HTTPAuthorizationCredentials | None,
-                         x_organization_id: str | None,
-                         prefetch: Document | None = None) -> TenantContext:
-    """Token -> admin -> organization, checked; `prefetch` is a query on the tenant's
-    collection to run in the same round trip (see CollectionHints)."""
-    # Taken before the organization is read: if it is not marked "renaming" yet, the rename
-    # that marks it next settles only after this deadline has passed.
-    write_deadline = time.monotonic() + services.settings.TENANT_REQUEST_TIMEOUT_MS / 1000
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("Missing bearer token")
-    claims = services.tokens.decode(credentials.credentials)
-    admin_id = object_id(claims.admin_id)
-    hint = services.collection_hints.get(claims.organization_id) if prefetch else None
-    found = admin_id and await services.admins.with_organization(
-        admin_id, also=(hint, prefetch) if hint and prefetch else None)
-    # A changed password or email bumps the admin's token version: older tokens die at once.
-    if (not found or found.admin.get("token_version") != claims.version
-            or str(found.admin["organization_id"]) != claims.organization_id):
-        raise Unauthorized()
-    organization = found.organization
-    if organization is not None and organization["state"] == RENAMING:
-        raise TenantBusy(str(organization["_id"]))
-    if organization is None or organization["state"] != ACTIVE:
-        raise Unauthorized()
-    collection_name = organization["collection_name"]
-    services.collection_hints.remember(claims.organization_id, collection_name)
-    prefetched = (Prefetched(hint, prefetch, found.also)
-                  if prefetch and hint == collection_name else None)
-    tenant = TenantContext(claims=claims, admin=found.admin, organization=organization,
-                           write_deadline=write_deadline, prefetched=prefetched)
-    request.state.tenant = tenant
-    services.admission.enter(request.scope.setdefault("state", {}), claims.organization_id)
-    await check_organization_header(request, services, x_organization_id, claims,
-                                    tenant.admin_id)
-    return tenant
-
-
-async def check_organization_header(request: Request, services: Services,
-                                    x_organization_id: str | None, claims: TokenClaims,
-                                    admin_id: str) -> None:
-    """The optional X-Organization-ID must name the token's organization; a mismatch is a
-    cross-tenant attempt, refused and audited."""
-    if x_organization_id is not None and x_organization_id != claims.organization_id:
-        auditor = Auditor(services.audit, request_info(request))
-        await auditor.record("tenant.header_mismatch", "denied", admin_id=admin_id,
-                             organization_id=claims.organization_id, target=x_organization_id,
-                             reason=Forbidden.code)
-        raise Forbidden("X-Organization-ID does not match the organization of the token")
-
-
-# The general tenant context: every tenant route depends on it or on one built the same way.
-tenant_context = TenantBearer()
-CurrentTenant = Annotated[TenantContext, Depends(tenant_context)]

@@ -44,10 +44,10 @@ from org_service.admins.repository import AdminRepository  # noqa: E402
 from org_service.embedded import EmbeddedMongo, die_with_parent, free_port  # noqa: E402
 from org_service.naming import collection_for, slug_of  # noqa: E402
 from org_service.organizations.repository import (  # noqa: E402
-    ACTIVE,
     OrganizationRepository,
     TenantCollections,
 )
+from org_service.organizations.schemas import ACTIVE  # noqa: E402
 from org_service.security import PasswordHasher  # noqa: E402
 
 PASSWORD = "bench-password-1"

@@ -4,6 +4,8 @@ set -euo pipefail
 source "$(dirname "$0")/_setup.sh"
 echo "== ruff"
 .venv/bin/ruff check .
+echo "== mypy (strict, org_service/)"
+.venv/bin/mypy
 echo "== pytest"
 .venv/bin/python -m pytest "$@"
 echo "== postman (newman)"

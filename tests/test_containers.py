@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from org_service.embedded import free_port
@@ -97,8 +98,13 @@ def _compose_cli() -> list[str] | None:
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True,
                                  check=False).returncode == 0:
         return [docker, "compose"]
+    # A standalone v2 binary will do; Debian's docker-compose 1.29 predates the Compose
+    # specification this file follows (a top-level `name`), so it cannot judge it.
     legacy = shutil.which("docker-compose")
-    return [legacy] if legacy else None
+    if legacy and subprocess.run([legacy, "version", "--short"], capture_output=True,
+                                 text=True, check=False).stdout.strip().startswith("2"):
+        return [legacy]
+    return None
 
 
 def test_compose_file_is_accepted_by_the_compose_cli_when_installed(tmp_path: Path) -> None:
@@ -106,7 +112,8 @@ def test_compose_file_is_accepted_by_the_compose_cli_when_installed(tmp_path: Pa
     # (then the structural test above is the check).
     cli = _compose_cli()
     if cli is None:
-        return
+        pytest.skip("no Compose v2 CLI here (docker compose, or docker-compose 2.x): the "
+                    "structural test above is the only check of docker-compose.yml in this run")
     for name in ("docker-compose.yml", "Dockerfile"):
         shutil.copy(ROOT / name, tmp_path / name)
     (tmp_path / ".env").write_text(f"JWT_SECRET_KEY={secrets.token_urlsafe(48)}\n")

@@ -4,11 +4,9 @@ from fastapi import APIRouter
 
 from org_service.admins.schemas import AdminPublic, LoginRequest, LoginResponse
 from org_service.admins.service import AdminService
-from org_service.audit.service import CurrentAuditor
-from org_service.deps import ServicesDep
+from org_service.deps import CurrentAuditor, CurrentTenant, ServicesDep
 from org_service.errors import Forbidden, TooManyRequests, Unauthorized, responses
 from org_service.strict_json import StrictJSONRoute
-from org_service.tenancy import CurrentTenant
 
 router = APIRouter(prefix="/admin", tags=["Admin auth"], route_class=StrictJSONRoute)
 
@@ -19,7 +17,7 @@ async def login(body: LoginRequest, services: ServicesDep, auditor: CurrentAudit
                 ) -> LoginResponse:
     """Exchange an admin's email and password for a bearer token. Repeated failures for one
     email or from one address are throttled (429 with Retry-After)."""
-    return await services.admin_service.login(body.email, body.password, auditor)
+    return await services.admins.login(body.email, body.password, auditor)
 
 
 @router.get("/me", response_model=AdminPublic, responses=responses(Unauthorized, Forbidden))

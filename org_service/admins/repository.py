@@ -10,10 +10,9 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from org_service.db import Document, utcnow
+from org_service.db import Document, object_id, utcnow
 from org_service.errors import ServiceUnavailable
 from org_service.models import email_key
-from org_service.organizations.repository import object_id
 
 # The joined document's id, set on the admin for the length of the tenant lookup.
 ALSO_ID = "_also_id"

@@ -7,8 +7,8 @@ from org_service.admins.schemas import AdminPublic, LoginResponse
 from org_service.admins.throttle import LoginThrottle
 from org_service.audit.service import Auditor
 from org_service.errors import TenantBusy, TooManyRequests, Unauthorized
-from org_service.organizations.repository import RENAMING, VISIBLE, OrganizationRepository
-from org_service.organizations.service import public
+from org_service.organizations.repository import OrganizationRepository
+from org_service.organizations.schemas import RENAMING, VISIBLE, public
 from org_service.security import HashingBusy, PasswordHasher, TokenCodec
 from org_service.tenancy import TenantContext
 

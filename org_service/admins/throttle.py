@@ -51,7 +51,8 @@ class Limit:
              now: datetime) -> float:
         """Seconds an attempt must wait, given `counted` attempts before it (≤ 0: none)."""
         if counted >= self.attempts:
-            return (counter["expires_at"] - now).total_seconds()
+            expires_at: datetime = counter["expires_at"]
+            return (expires_at - now).total_seconds()
         if self.slowdown_after is None or counted < self.slowdown_after or last_at is None:
             return 0
         doublings = min(counted - self.slowdown_after, _MAX_DOUBLINGS)

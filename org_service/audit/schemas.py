@@ -36,4 +36,7 @@ class AuditEntry(BaseModel):
 
 class AuditPage(BaseModel):
     entries: list[AuditEntry]
-    next_cursor: str | None
+    # The one pagination vocabulary (as the records' pages): pass `next` back as `after`.
+    next: str | None
+    next_cursor: str | None = Field(
+        deprecated=True, description="The same as `next` (the name this page had first)")

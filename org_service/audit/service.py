@@ -12,20 +12,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
 
 from bson import ObjectId
-from fastapi import Depends, Request
+from fastapi import Request
 from pymongo.errors import PyMongoError
 
 from org_service.audit.repository import AuditRepository
 from org_service.audit.schemas import AuditAction, AuditEntry, AuditOutcome, AuditPage
-from org_service.db import Document, utcnow
-from org_service.deps import Services, get_services
-from org_service.errors import Forbidden, ServiceError
+from org_service.db import Document, object_id, utcnow
+from org_service.errors import Forbidden, as_service_error
 from org_service.models import email_key
 from org_service.observability import accepted_request_id
-from org_service.organizations.repository import object_id
 from org_service.pagination import CursorCodec, Pager, SortOrder
 
 log = logging.getLogger(__name__)
@@ -77,12 +74,6 @@ def _public(doc: Document) -> AuditEntry:
     )
 
 
-def _oid(value: str | ObjectId | None) -> ObjectId | None:
-    if value is None or isinstance(value, ObjectId):
-        return value
-    return object_id(value)
-
-
 NEWEST_FIRST = SortOrder(("_id",), direction=-1)
 
 
@@ -115,8 +106,8 @@ class AuditLog:
             "at": now,
             "action": action,
             "outcome": outcome,
-            "admin_id": _oid(admin_id),
-            "organization_id": _oid(organization_id),
+            "admin_id": object_id(admin_id),
+            "organization_id": object_id(organization_id),
             "target": target[:TARGET_MAX] if target is not None else None,
             "reason": reason,
             "client_address": info.client_address,
@@ -139,16 +130,17 @@ class AuditLog:
             entry.pop("_id", None)
             log.error("audit entry not stored (%s): %r", type(exc).__name__, entry)
 
-    async def page(self, organization_id: str, *, limit: int, before: str | None
+    async def page(self, organization_id: str, *, limit: int, after: str | None
                    ) -> AuditPage:
         pager = Pager(self.cursors, NEWEST_FIRST, scope=f"audit:{organization_id}",
-                      limit=limit, after=before)
-        org = _oid(organization_id)
+                      limit=limit, after=after)
+        org = object_id(organization_id)
         docs = await self.repository.find(
             pager.filter({"organization_id": org}), sort=pager.sort, limit=pager.fetch_limit,
         ) if org is not None else []
         items, next_cursor = pager.page(docs)
-        return AuditPage(entries=[_public(doc) for doc in items], next_cursor=next_cursor)
+        return AuditPage(entries=[_public(doc) for doc in items], next=next_cursor,
+                         next_cursor=next_cursor)
 
 
 @dataclass(slots=True)
@@ -180,20 +172,12 @@ class Auditor:
         try:
             yield event
         except Exception as exc:
-            outcome: AuditOutcome = "denied" if isinstance(exc, Forbidden) else "failure"
-            reason = exc.code if isinstance(exc, ServiceError) else type(exc).__name__
+            error = as_service_error(exc)
+            outcome: AuditOutcome = "denied" if isinstance(error, Forbidden) else "failure"
+            reason = error.code if error is not None else type(exc).__name__
             await self.record(action, outcome, admin_id=event.admin_id,
                               organization_id=event.organization_id, target=event.target,
                               reason=reason)
             raise
         await self.record(action, "success", admin_id=event.admin_id,
                           organization_id=event.organization_id, target=event.target)
-
-
-async def get_auditor(request: Request,
-                      services: Annotated[Services, Depends(get_services)]) -> Auditor:
-    # async so FastAPI calls it on the event loop, not through a thread-pool handoff.
-    return Auditor(services.audit, request_info(request))
-
-
-CurrentAuditor = Annotated[Auditor, Depends(get_auditor)]

@@ -5,8 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, status
 
-from org_service.audit.service import AuditEvent, CurrentAuditor
-from org_service.deps import ServicesDep
+from org_service.audit.service import AuditEvent
+from org_service.deps import CurrentAuditor, DeleteTargetDep, LifecycleTenant, ServicesDep
 from org_service.errors import (
     BadRequest,
     Conflict,
@@ -17,7 +17,6 @@ from org_service.errors import (
     Unauthorized,
     responses,
 )
-from org_service.organizations.access import DeleteTargetDep, LifecycleTenant
 from org_service.organizations.schemas import (
     OrganizationCreate,
     OrganizationCreated,
@@ -56,7 +55,7 @@ async def create_organization(body: OrganizationCreate, services: ServicesDep,
         services.hasher.refuse_if_busy(check=False)
         admitted = await services.create_throttle.admit(auditor.info.client_address)
         try:
-            created = await services.organization_service.create(body, idempotency_key(key))
+            created = await services.organizations.create(body, idempotency_key(key))
         except HashingBusy:
             await services.create_throttle.refund(admitted)  # 503 before any hash: not spent
             raise
@@ -67,7 +66,7 @@ async def create_organization(body: OrganizationCreate, services: ServicesDep,
 @router.post("/get", response_model=OrganizationPublic, responses=responses(NotFound))
 async def get_organization(body: OrganizationLookup, services: ServicesDep) -> OrganizationPublic:
     """Public details of an organization, looked up by name (or any name with its slug)."""
-    return await services.organization_service.get(body.organization_name)
+    return await services.organizations.get(body.organization_name)
 
 
 @router.put("/update", response_model=OrganizationPublic,
@@ -85,7 +84,7 @@ async def update_organization(body: OrganizationUpdate, tenant: LifecycleTenant,
         max_age=timedelta(seconds=services.settings.CREDENTIAL_CHANGE_MAX_AGE_SECONDS),
         throttle=services.login_throttle, client_address=auditor.info.client_address)
     async with auditor.action("organization.update", _event(tenant, body.old_organization_name)):
-        updated = await services.organization_service.update(tenant, body, step_up)
+        updated = await services.organizations.update(tenant, body, step_up)
     changed = [name for name in ("email", "password") if getattr(body, name) is not None]
     if changed:
         await auditor.record("admin.credentials_change", "success", admin_id=tenant.admin_id,
@@ -102,7 +101,7 @@ async def delete_organization(body: OrganizationDelete, target: DeleteTargetDep,
     it with the same token answers the same 200 (for a day)."""
     async with auditor.action("organization.delete", _delete_event(target,
                                                                    body.organization_name)):
-        return await services.organization_service.delete(target, body.organization_name)
+        return await services.organizations.delete(target, body.organization_name)
 
 
 def _event(tenant: TenantContext, named: str) -> AuditEvent:

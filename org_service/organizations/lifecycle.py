@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -48,18 +49,23 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from org_service.admins.repository import AdminRepository
 from org_service.config import Settings
 from org_service.db import Document, utcnow
-from org_service.organizations.repository import (
-    ACTIVE,
-    CREATING,
-    DELETING,
-    RENAMING,
-    CollectionOwners,
+from org_service.naming import OrganizationIdentity
+from org_service.organizations.errors import (
+    Busy,
+    CollectionTaken,
+    Inconsistent,
     LeaseLost,
+    NameTaken,
+    Stale,
+)
+from org_service.organizations.repository import (
+    CollectionOwners,
     LifecycleJournal,
     OrganizationRepository,
     SlugClaims,
     TenantCollections,
 )
+from org_service.organizations.schemas import ACTIVE, CREATING, DELETING, RENAMING
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,31 +80,6 @@ DONE_KEPT = timedelta(days=1)
 POLL_SECONDS = 0.05
 
 Checkpoint = Callable[[str, Document], Awaitable[None]]
-
-
-class NameTaken(Exception):
-    """The slug belongs to another organization (or is still being released)."""
-
-
-class Busy(Exception):
-    """Another lifecycle operation of this organization is in flight."""
-
-
-class Stale(Exception):
-    """The organization is no longer what the request named (renamed or deleted since)."""
-
-
-class CollectionTaken(Exception):
-    """A collection of the wanted name exists already and belongs to no operation of ours."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-
-class Inconsistent(Exception):
-    """What the database says contradicts the journal (say, the organization's collection
-    is missing): the operation stops and changes nothing rather than paper over it."""
 
 
 class LifecycleManager:
@@ -198,7 +179,7 @@ class LifecycleManager:
                 return True
             now = utcnow()
             if op["lease_until"] < now:
-                await self._detached(lambda op=op: self.recover_one(op))
+                await self._detached(functools.partial(self.recover_one, op))
                 continue
             if op["phase"] == SETTLING:
                 deadline = max(deadline, op["settle_after"] + self.claim_patience)
@@ -208,7 +189,8 @@ class LifecycleManager:
                 return False
             await asyncio.sleep(POLL_SECONDS)
 
-    async def _claim(self, slug: str, organization_id: ObjectId) -> None:
+    async def _claim(self, identity: OrganizationIdentity, organization_id: ObjectId) -> None:
+        slug = identity.slug
         if await self.claims.claim(slug, organization_id):
             return
         # A slug just given up by a rename or delete is free once that has settled. Its
@@ -218,7 +200,7 @@ class LifecycleManager:
         if (holder is not None and await self._quiet(holder["organization_id"], patient=True)
                 and await self.claims.claim(slug, organization_id)):
             return
-        raise NameTaken()
+        raise NameTaken(identity.name)
 
     async def _fail(self, op: Document, undo: Callable[[Document], Awaitable[Any]]) -> None:
         """A step failed: resolve the operation now if the database lets us; otherwise hand
@@ -261,15 +243,16 @@ class LifecycleManager:
 
     # -- create ------------------------------------------------------------------------
 
-    async def create(self, *, organization_id: ObjectId, name: str, slug: str,
-                     collection_name: str, email: str, password_hash: str
-                     ) -> tuple[Document, Document]:
+    async def create(self, *, organization_id: ObjectId, identity: OrganizationIdentity,
+                     email: str, password_hash: str) -> tuple[Document, Document]:
+        name, slug, collection_name = identity.name, identity.slug, identity.collection
+
         async def run() -> tuple[Document, Document]:
             op = self._op(CREATE, organization_id, name=name, slug=slug,
                           collection_name=collection_name)
             await self.journal.start(op)
             try:
-                await self._claim(slug, organization_id)
+                await self._claim(identity, organization_id)
                 if not await self.owners.take(collection_name, organization_id, op["_id"]):
                     raise CollectionTaken(collection_name)
                 await self.journal.advance(op, phase=CLAIMED)
@@ -313,10 +296,12 @@ class LifecycleManager:
 
     # -- rename ------------------------------------------------------------------------
 
-    async def rename(self, organization_id: ObjectId, *, from_slug: str, new_name: str,
-                     new_slug: str, new_collection: str) -> Document:
+    async def rename(self, organization_id: ObjectId, *, from_slug: str,
+                     to: OrganizationIdentity) -> Document:
         """Rename the organization that has `from_slug` now; Stale when it no longer has it.
         A retry of a rename that already happened answers the organization as it is."""
+        new_name, new_slug, new_collection = to.name, to.slug, to.collection
+
         async def run() -> Document:
             op = await self._begin(RENAME, organization_id, to_name=new_name,
                                    to_slug=new_slug, to_collection=new_collection)
@@ -330,7 +315,7 @@ class LifecycleManager:
                     op, from_name=org["organization_name"], from_slug=org["slug"],
                     from_collection=org["collection_name"])
                 await self._step("journaled", op)
-                await self._claim(new_slug, organization_id)
+                await self._claim(to, organization_id)
                 if not await self.owners.take(new_collection, organization_id, op["_id"]):
                     raise CollectionTaken(new_collection)
                 # The name is ours now, so a collection already there belongs to nobody we
@@ -619,7 +604,7 @@ class LifecycleManager:
         """Finish or undo every operation whose owner is gone; how many were handled."""
         handled = 0
         for op in await self.journal.stale(utcnow()):
-            if await self._detached(lambda op=op: self.recover_one(op)):
+            if await self._detached(functools.partial(self.recover_one, op)):
                 handled += 1
         return handled
 

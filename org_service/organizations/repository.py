@@ -7,17 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from pymongo import ASCENDING, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
-from org_service.db import Document, utcnow
+from org_service.db import Document, object_id, utcnow
+from org_service.organizations.errors import LeaseLost
+from org_service.organizations.schemas import ACTIVE
 
-ACTIVE = "active"
-CREATING, RENAMING, DELETING = "creating", "renaming", "deleting"
-# States in which an organization can be looked up by name (a rename is brief and visible).
-VISIBLE = (ACTIVE, RENAMING)
 FOLD_BATCH = 500
 # Default indexes of every tenant collection, created with it (records are addressed by
 # kind + id and listed by kind + creation time).
@@ -29,13 +26,6 @@ TENANT_INDEXES: list[tuple[list[tuple[str, int]], dict[str, Any]]] = [
 
 NAMESPACE_EXISTS = 48
 NAMESPACE_NOT_FOUND = 26
-
-
-def object_id(value: str) -> ObjectId | None:
-    try:
-        return ObjectId(value)
-    except (InvalidId, TypeError):
-        return None
 
 
 class OrganizationRepository:
@@ -138,10 +128,6 @@ class SlugClaims:
 
     async def release(self, slug: str, organization_id: ObjectId) -> None:
         await self.collection.delete_one({"_id": slug, "organization_id": organization_id})
-
-
-class LeaseLost(Exception):
-    """The operation was taken over (its lease ran out): its former holder must stop."""
 
 
 class LifecycleJournal:
@@ -363,9 +349,3 @@ class TenantCollections:
 
     async def drop(self, name: str) -> None:
         await self.db.drop_collection(name)
-
-    async def tenant_names(self) -> list[str]:
-        return await self.db.list_collection_names(filter={"name": {"$regex": "^org_"}})
-
-    async def count(self, name: str) -> int:
-        return await self.db[name].count_documents({})

@@ -5,8 +5,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from org_service.db import Document
 from org_service.models import Email, Password, RequestModel
 from org_service.naming import OrganizationName
+
+# An organization's states: only an active one serves its tenant; the others are the
+# moments of a journaled create, rename or delete (see lifecycle.py).
+ACTIVE = "active"
+CREATING, RENAMING, DELETING = "creating", "renaming", "deleting"
+# States in which an organization can be looked up by name (a rename is brief and visible).
+VISIBLE = (ACTIVE, RENAMING)
 
 
 class OrganizationCreate(RequestModel):
@@ -57,3 +65,14 @@ class OrganizationDeleted(BaseModel):
     id: str
     organization_name: str
     collection_name: str
+
+
+def public(org: Document) -> OrganizationPublic:
+    """The public view of a stored organization."""
+    return OrganizationPublic(
+        id=str(org["_id"]),
+        organization_name=org["organization_name"],
+        collection_name=org["collection_name"],
+        created_at=org["created_at"],
+        updated_at=org["updated_at"],
+    )

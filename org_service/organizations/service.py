@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -23,34 +22,26 @@ from org_service.errors import (
     BadRequest,
     Conflict,
     Forbidden,
+    InvalidCurrentPassword,
     NotFound,
-    ServiceError,
-    ServiceUnavailable,
+    StepUpRequired,
     Unauthorized,
     Unprocessable,
+    name_taken,
 )
-from org_service.naming import collection_for, slug_of
-from org_service.organizations.lifecycle import (
-    Busy,
-    CollectionTaken,
-    Inconsistent,
-    LifecycleManager,
-    NameTaken,
-    Stale,
-)
-from org_service.organizations.repository import (
+from org_service.naming import OrganizationIdentity, slug_of
+from org_service.organizations.errors import Stale
+from org_service.organizations.lifecycle import LifecycleManager
+from org_service.organizations.repository import IdempotencyKeys, OrganizationRepository
+from org_service.organizations.schemas import (
     ACTIVE,
     VISIBLE,
-    IdempotencyKeys,
-    LeaseLost,
-    OrganizationRepository,
-)
-from org_service.organizations.schemas import (
     OrganizationCreate,
     OrganizationCreated,
     OrganizationDeleted,
     OrganizationPublic,
     OrganizationUpdate,
+    public,
 )
 from org_service.security import HashingBusy, PasswordHasher
 from org_service.tenancy import TenantContext
@@ -62,20 +53,6 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_MAX = 255
 
 
-def public(org: Document) -> OrganizationPublic:
-    return OrganizationPublic(
-        id=str(org["_id"]),
-        organization_name=org["organization_name"],
-        collection_name=org["collection_name"],
-        created_at=org["created_at"],
-        updated_at=org["updated_at"],
-    )
-
-
-def _name_taken(name: str) -> Conflict:
-    return Conflict(f"An organization named '{name}' (or a name with the same slug) exists")
-
-
 def _different_body() -> Unprocessable:
     return Unprocessable("This Idempotency-Key was used with a different request body")
 
@@ -84,36 +61,10 @@ def _email_taken() -> Conflict:
     return Conflict("This email is already used by another admin")
 
 
-def _busy() -> Conflict:
-    return Conflict("Another rename, delete or index change of this organization is in "
-                    "progress")
-
-
-def _stale() -> Conflict:
-    return Conflict("The organization was renamed or deleted since this request was made; "
-                    "nothing was changed")
-
-
-@contextlib.contextmanager
-def lifecycle_errors(name: str) -> Iterator[None]:
-    """What a journaled operation's refusals mean to the caller."""
-    try:
-        yield
-    except NameTaken:
-        raise _name_taken(name) from None
-    except Busy:
-        raise _busy() from None
-    except Stale:
-        raise _stale() from None
-    except CollectionTaken as taken:
-        raise Conflict(f"The collection '{taken.name}' already exists") from None
-    except Inconsistent as exc:
-        log.error("lifecycle operation stopped: %s", exc)
-        raise Conflict("The organization's collection is not where it should be; nothing "
-                       "was changed (an operator has to look)") from None
-    except LeaseLost:
-        raise ServiceUnavailable("The operation was taken over by recovery; retry to see "
-                                 "its outcome", retry_after=1) from None
+def require_own(slug: str, named: str) -> None:
+    """The caller may act only on its own organization: `named` must carry its `slug`."""
+    if slug_of(named) != slug:
+        raise Forbidden("You can only act on your own organization")
 
 
 def idempotency_key(header: str | None) -> str | None:
@@ -127,24 +78,6 @@ def idempotency_key(header: str | None) -> str | None:
         raise BadRequest(f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable ASCII "
                          "characters")
     return key
-
-
-class StepUpRequired(Unauthorized):
-    """RFC 9470: the token is valid, but its login is too old for this action."""
-
-    code = "insufficient_user_authentication"
-
-    def __init__(self, max_age: timedelta) -> None:
-        seconds = int(max_age.total_seconds())
-        detail = (f"Changing the email or password needs a login within the last {seconds} "
-                  "seconds: log in again, or send current_password")
-        ServiceError.__init__(self, detail, headers={"WWW-Authenticate": (
-            'Bearer error="insufficient_user_authentication", '
-            f'error_description="A more recent login is required", max_age={seconds}')})
-
-
-class InvalidCurrentPassword(Forbidden):
-    code = "invalid_current_password"
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,22 +176,19 @@ class OrganizationService:
 
     async def _create(self, data: OrganizationCreate, organization_id: ObjectId
                       ) -> OrganizationCreated:
-        name, email = data.organization_name, str(data.email)
-        slug = slug_of(name)
+        identity, email = OrganizationIdentity.of(data.organization_name), str(data.email)
         # Hash first: nothing is written until the slow, failure-free part is done.
         password_hash = await self.hasher.hash(data.password)
         if await self.admins.get_by_email(email):
             raise _email_taken()
         try:
-            with lifecycle_errors(name):
-                org, admin = await self.lifecycle.create(
-                    organization_id=organization_id, name=name, slug=slug,
-                    collection_name=collection_for(slug), email=email,
-                    password_hash=password_hash)
+            org, admin = await self.lifecycle.create(
+                organization_id=organization_id, identity=identity, email=email,
+                password_hash=password_hash)
         except DuplicateKeyError as exc:
             if "email" in str(exc):
                 raise _email_taken() from None
-            raise _name_taken(name) from None
+            raise name_taken(identity.name) from None
         return _created(org, admin)
 
     async def get(self, name: str) -> OrganizationPublic:
@@ -270,34 +200,30 @@ class OrganizationService:
     async def update(self, tenant: TenantContext, data: OrganizationUpdate, step_up: StepUp
                      ) -> OrganizationPublic:
         org = tenant.organization
-        new_name = data.new_organization_name
-        new_slug = slug_of(new_name)
+        new = OrganizationIdentity.of(data.new_organization_name)
         if not await self._retries_last_rename(org, slug_of(data.old_organization_name),
-                                               new_slug):
-            self._require_own(tenant, data.old_organization_name)
+                                               new.slug):
+            require_own(org["slug"], data.old_organization_name)
         if data.current_password is not None:
             await self._check_current_password(tenant, data.current_password, step_up)
         elif ((data.email is not None or data.password is not None)
               and not tenant.claims.authenticated_within(step_up.max_age)):
-            raise StepUpRequired(step_up.max_age)
+            raise StepUpRequired(int(step_up.max_age.total_seconds()))
         password_hash = await self.hasher.hash(data.password) if data.password else None
         if data.email is not None:
             holder = await self.admins.get_by_email(str(data.email))
             if holder is not None and holder["_id"] != tenant.admin["_id"]:
                 raise _email_taken()
-        if new_slug != org["slug"]:
+        if new.slug != org["slug"]:
             # The organization is re-read once the rename holds its journal slot: if it is
             # no longer what this request saw, the rename is refused and moves nothing.
-            with lifecycle_errors(new_name):
-                org = await self.lifecycle.rename(
-                    org["_id"], from_slug=org["slug"], new_name=new_name, new_slug=new_slug,
-                    new_collection=collection_for(new_slug))
-        elif new_name != org["organization_name"]:
+            org = await self.lifecycle.rename(org["_id"], from_slug=org["slug"], to=new)
+        elif new.name != org["organization_name"]:
             renamed = await self.organizations.update(
-                org["_id"], {"organization_name": new_name},
+                org["_id"], {"organization_name": new.name},
                 expect={"state": ACTIVE, "slug": org["slug"]})
             if renamed is None:
-                raise _stale()
+                raise Stale()
             org = renamed
         if data.email is not None or password_hash is not None:
             # Compare-and-set on the token's version: a credential change that ran while
@@ -318,25 +244,17 @@ class OrganizationService:
     async def delete(self, target: DeleteTarget, name: str) -> OrganizationDeleted:
         if target.finished is not None:
             op = target.finished
-            if slug_of(name) != op["slug"]:
-                raise Forbidden("You can only act on your own organization")
-            with lifecycle_errors(name):
-                await self.lifecycle.resume_delete(op)
+            require_own(op["slug"], name)
+            await self.lifecycle.resume_delete(op)
         else:
             assert target.tenant is not None
             tenant = target.tenant
-            self._require_own(tenant, name)
-            with lifecycle_errors(name):
-                op = await self.lifecycle.delete(
-                    tenant.organization["_id"], slug=tenant.organization["slug"],
-                    admin=tenant.admin)
+            require_own(tenant.organization["slug"], name)
+            op = await self.lifecycle.delete(
+                tenant.organization["_id"], slug=tenant.organization["slug"],
+                admin=tenant.admin)
         return OrganizationDeleted(id=str(op["organization_id"]), organization_name=op["name"],
                                    collection_name=op["collection_name"])
-
-    @staticmethod
-    def _require_own(tenant: TenantContext, name: str) -> None:
-        if slug_of(name) != tenant.organization["slug"]:
-            raise Forbidden("You can only act on your own organization")
 
     async def _retries_last_rename(self, org: Document, old_slug: str, new_slug: str) -> bool:
         """Whether old -> new is a retry of the organization's last rename, which already

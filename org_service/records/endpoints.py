@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from org_service.deps import ServicesDep
+from org_service.deps import CurrentTenant, ServicesDep, TenantReadingRecord
 from org_service.errors import (
     Conflict,
     Forbidden,
@@ -16,7 +16,6 @@ from org_service.errors import (
     responses,
 )
 from org_service.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from org_service.records.access import TenantReadingRecord
 from org_service.records.schemas import (
     BULK_MAX_BODY_BYTES,
     MAX_BULK_ITEMS,
@@ -33,7 +32,6 @@ from org_service.records.schemas import (
     RecordQuery,
 )
 from org_service.strict_json import StrictJSONRoute
-from org_service.tenancy import CurrentTenant
 
 # Every route here sits behind the tenant context, so each may answer 401 or 403.
 router = APIRouter(prefix="/org", tags=["Tenant records"], route_class=StrictJSONRoute,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -120,7 +120,9 @@ class TenantRecords:
     @cached_property
     def raw(self) -> AsyncCollection[RawBSONDocument]:
         """The collection read as undecoded BSON (listings and export)."""
-        return self.db.get_collection(self.name, codec_options=RAW)
+        raw: AsyncCollection[RawBSONDocument] = self.db.get_collection(  # type: ignore[assignment]
+            self.name, codec_options=RAW)  # the driver types a collection by its database
+        return raw
 
     async def get(self, kind: str, record_id: ObjectId) -> Document | None:
         query = by_id(kind, record_id)
@@ -195,9 +197,10 @@ class TenantRecords:
 
     async def user_indexes(self) -> list[Document]:
         cursor = await self.collection.list_indexes()
-        return [ix async for ix in cursor if str(ix["name"]).startswith(USER_INDEX_PREFIX)]
+        return [dict(ix) async for ix in cursor if str(ix["name"]).startswith(USER_INDEX_PREFIX)]
 
-    async def create_index(self, name: str, kind: str, keys: list[tuple[str, int]]) -> None:
+    async def create_index(self, name: str, kind: str, keys: Sequence[tuple[str, int]]
+                           ) -> None:
         # An index covers one kind only (queries always carry kind equality, so the planner
         # can use it). MongoDB >= 4.2 builds hold an exclusive lock only at the start and
         # end, and the await keeps the event loop free, so other requests go on meanwhile.

@@ -14,7 +14,7 @@ from bson import ObjectId
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from org_service.config import Settings
-from org_service.db import Document, utcnow
+from org_service.db import Document, object_id, utcnow
 from org_service.errors import (
     Conflict,
     NotFound,
@@ -24,8 +24,7 @@ from org_service.errors import (
     Unprocessable,
 )
 from org_service.organizations.lifecycle import LifecycleManager
-from org_service.organizations.repository import object_id
-from org_service.organizations.service import lifecycle_errors, public
+from org_service.organizations.schemas import public
 from org_service.pagination import CursorCodec, Pager, SortOrder
 from org_service.records.query import compile_filter, compile_sort, field_path
 from org_service.records.repository import USER_INDEX_PREFIX, RecordRepository, TenantRecords
@@ -336,9 +335,8 @@ class RecordService:
             await self.lifecycle.release(hold)
 
     async def _hold(self, tenant: TenantContext, **fields: Any) -> Document:
-        with lifecycle_errors(tenant.organization["organization_name"]):
-            return await self.lifecycle.hold(tenant.organization["_id"],
-                                             tenant.collection_name, **fields)
+        return await self.lifecycle.hold(tenant.organization["_id"], tenant.collection_name,
+                                         **fields)
 
 
 def _line(value: Any) -> bytes:

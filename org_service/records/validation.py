@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import bson
-from fastapi.exceptions import RequestValidationError
 
-from org_service.errors import PayloadTooLarge
+from org_service.errors import InvalidInput, PayloadTooLarge
 
 MAX_DEPTH = 20
 MAX_PROBLEMS = 20
@@ -25,9 +24,9 @@ def problem(loc: Loc, msg: str, kind: str = "value_error") -> dict[str, Any]:
     return {"loc": list(loc), "msg": msg, "type": kind}
 
 
-def invalid(*problems: dict[str, Any]) -> RequestValidationError:
-    """A 422 listing each problem (rendered by the app's one validation error handler)."""
-    return RequestValidationError(list(problems))
+def invalid(*problems: dict[str, Any]) -> InvalidInput:
+    """A 422 listing each problem, the same body as a schema violation."""
+    return InvalidInput(list(problems))
 
 
 def key_problem(key: object) -> str | None:

@@ -21,7 +21,7 @@ async def test_the_joined_document_is_served_only_when_its_whole_filter_matches(
     record_id = ObjectId(record["id"])
 
     def read(kind: str, document_id: ObjectId) -> Any:
-        return services.admins.with_organization(
+        return services.admin_repository.with_organization(
             admin["_id"], also=(org.collection_name, by_id(kind, document_id)))
 
     found = await read("employees", record_id)

@@ -162,6 +162,32 @@ async def test_audit_pages_newest_first(client: httpx.AsyncClient, master: Any, 
     assert seen[0]["action"] == "admin.login" and seen[0]["outcome"] == "failure"
 
 
+async def test_audit_pages_with_after_and_next_like_records_and_the_old_names_still_work(
+        client: httpx.AsyncClient, services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services.audit, "collapse_seconds", 0)
+    org = await create_org(client, "Acme")
+    await make_history(client, org, 3)
+
+    async def walk(cursor_param: str, cursor_field: str) -> list[str]:
+        ids: list[str] = []
+        cursor = None
+        while True:
+            params = {"limit": 2, **({cursor_param: cursor} if cursor else {})}
+            body = (await client.get("/org/audit", headers=org.auth, params=params)).json()
+            assert body["next"] == body["next_cursor"]  # one cursor, two names
+            ids += [entry["id"] for entry in body["entries"]]
+            cursor = body[cursor_field]
+            if cursor is None:
+                return ids
+
+    assert await walk("after", "next") == await walk("before", "next_cursor")
+    assert len(await walk("after", "next")) == 5
+    first = (await client.get("/org/audit", headers=org.auth, params={"limit": 1})).json()
+    both = await client.get("/org/audit", headers=org.auth, params={
+        "limit": 1, "after": first["next"], "before": "another"})
+    assert both.status_code == 400 and "not both" in both.json()["detail"]
+
+
 async def test_audit_of_another_tenant_is_never_shown(client: httpx.AsyncClient,
                                                       master: Any) -> None:
     acme, globex = await create_org(client, "Acme"), await create_org(client, "Globex")

@@ -59,7 +59,7 @@ def count_calls(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], list[int]]:
 
     def spy(app: Any) -> list[int]:
         calls: list[int] = []
-        repository = app.state.services.organizations
+        repository = app.state.services.organization_repository
         real = repository.count_active
 
         async def counting() -> int:

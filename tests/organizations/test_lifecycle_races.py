@@ -12,8 +12,7 @@ from typing import Any
 from bson import ObjectId
 from fastapi import APIRouter
 
-from org_service.deps import ServicesDep
-from org_service.tenancy import CurrentTenant
+from org_service.deps import CurrentTenant, ServicesDep
 from tests.organizations.lifecycle_support import (
     assert_consistent,
     assert_retryable,

@@ -10,8 +10,9 @@ from bson import ObjectId
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import Request
 
+from org_service.deps import resolve_tenant
 from org_service.records.repository import by_id
-from org_service.tenancy import CollectionHints, Prefetched, resolve_tenant
+from org_service.tenancy import CollectionHints, Prefetched
 from tests.helpers import create_org
 from tests.organizations.lifecycle_support import failing
 from tests.records.helpers import add

@@ -10,11 +10,9 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel
 
+from org_service.deps import delete_target, lifecycle_tenant, tenant_context, tenant_reading_record
 from org_service.main import create_app
 from org_service.models import RequestModel
-from org_service.organizations.access import delete_target, lifecycle_tenant
-from org_service.records.access import tenant_reading_record
-from org_service.tenancy import tenant_context
 
 # The tenant-context dependencies, all built on tenancy.resolve_tenant: the general one, the
 # two of rename/delete that can also finish an abandoned lifecycle operation, and the record

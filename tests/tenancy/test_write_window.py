@@ -4,7 +4,6 @@ deadline, not a rename that is not happening."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import pytest
 from bson import ObjectId
@@ -17,7 +16,7 @@ from org_service.tenancy import TenantContext
 def _tenant(write_deadline: float) -> TenantContext:
     org_id, admin_id = ObjectId(), ObjectId()
     claims = TokenClaims(admin_id=str(admin_id), organization_id=str(org_id), role="admin",
-                         version=1, token_id="t", expires_at=datetime.now(UTC))
+                         version=1)
     return TenantContext(
         claims=claims, admin={"_id": admin_id, "organization_id": org_id},
         organization={"_id": org_id, "state": "active", "collection_name": "org_acme"},

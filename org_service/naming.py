@@ -52,10 +52,6 @@ class OrganizationIdentity:
         slug = slug_of(name)
         return cls(name, slug, collection_for(slug))
 
-    def names_the_same(self, other: str) -> bool:
-        """Whether `other` names this organization (any name with its slug does)."""
-        return slug_of(other) == self.slug
-
 
 def clean_organization_name(value: str) -> str:
     name = unicodedata.normalize("NFC", value).strip()

@@ -29,7 +29,8 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from org_service.errors import RETRYABLE_CODES, is_transient
+from org_service.errors import RETRYABLE_CODES, as_service_error, is_transient
+from org_service.organizations import errors as lifecycle
 from tests.organizations.lifecycle_support import failing
 
 TRANSIENT = [
@@ -115,3 +116,23 @@ async def test_a_non_transient_database_error_is_a_500_with_the_request_id(
     assert logged, caplog.text
     assert "OperationFailure" in logged[0].getMessage()
     assert "failCommand" in logged[0].getMessage()
+
+
+@pytest.mark.parametrize(("error", "status"), [
+    (lifecycle.NameTaken("Acme"), 409), (lifecycle.Busy(), 409), (lifecycle.Stale(), 409),
+    (lifecycle.CollectionTaken("org_acme"), 409), (lifecycle.Inconsistent("x"), 409),
+    (lifecycle.LeaseLost("op"), 503),
+])
+def test_each_lifecycle_refusal_has_its_one_answer(error: Exception, status: int) -> None:
+    answer = as_service_error(error)
+    assert answer is not None and answer.status_code == status
+    if status == 503:
+        assert answer.headers["Retry-After"]
+
+
+def test_every_kind_of_lifecycle_refusal_is_mapped() -> None:
+    # A refusal added to organizations/errors.py without an answer in errors.py fails here.
+    for kind in lifecycle.LifecycleError.__subclasses__():
+        sample = kind.__new__(kind)
+        sample.name = "x"  # type: ignore[attr-defined]
+        assert as_service_error(sample) is not None, kind.__name__

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from org_service.naming import SLUG_MAX, clean_organization_name, collection_for, slug_of
+from org_service.naming import (
+    SLUG_MAX,
+    OrganizationIdentity,
+    clean_organization_name,
+    collection_for,
+    slug_of,
+)
 
 
 @pytest.mark.parametrize(("name", "collection"), [
@@ -42,3 +48,10 @@ def test_name_is_trimmed_and_normalised() -> None:
 def test_invalid_names_raise(name: str) -> None:
     with pytest.raises(ValueError, match=r"\w"):
         clean_organization_name(name)
+
+
+def test_an_identity_carries_the_name_its_slug_and_its_collection_together() -> None:
+    identity = OrganizationIdentity.of("Café Ünïon Ltd")
+    assert identity.name == "Café Ünïon Ltd"
+    assert identity.slug == slug_of("Café Ünïon Ltd") == "cafe_union_ltd"
+    assert identity.collection == collection_for(identity.slug) == "org_cafe_union_ltd"

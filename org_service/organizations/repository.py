@@ -153,9 +153,6 @@ class LifecycleJournal:
         """Raises DuplicateKeyError when the organization already has an operation."""
         await self.collection.insert_one(op)
 
-    async def get(self, op_id: ObjectId) -> Document | None:
-        return await self.collection.find_one({"_id": op_id})
-
     async def for_organization(self, organization_id: ObjectId) -> Document | None:
         return await self.collection.find_one({"organization_id": organization_id})
 

@@ -61,9 +61,10 @@ def _email_taken() -> Conflict:
     return Conflict("This email is already used by another admin")
 
 
-def require_own(slug: str, named: str) -> None:
-    """The caller may act only on its own organization: `named` must carry its `slug`."""
-    if slug_of(named) != slug:
+def require_own(own_slug: str, named_slug: str) -> None:
+    """The caller may act only on its own organization: the name it gave must have its
+    organization's slug."""
+    if named_slug != own_slug:
         raise Forbidden("You can only act on your own organization")
 
 
@@ -200,10 +201,10 @@ class OrganizationService:
     async def update(self, tenant: TenantContext, data: OrganizationUpdate, step_up: StepUp
                      ) -> OrganizationPublic:
         org = tenant.organization
-        new = OrganizationIdentity.of(data.new_organization_name)
-        if not await self._retries_last_rename(org, slug_of(data.old_organization_name),
-                                               new.slug):
-            require_own(org["slug"], data.old_organization_name)
+        old_slug, new = slug_of(data.old_organization_name), OrganizationIdentity.of(
+            data.new_organization_name)
+        if not await self._retries_last_rename(org, old_slug, new.slug):
+            require_own(org["slug"], old_slug)
         if data.current_password is not None:
             await self._check_current_password(tenant, data.current_password, step_up)
         elif ((data.email is not None or data.password is not None)
@@ -244,12 +245,12 @@ class OrganizationService:
     async def delete(self, target: DeleteTarget, name: str) -> OrganizationDeleted:
         if target.finished is not None:
             op = target.finished
-            require_own(op["slug"], name)
+            require_own(op["slug"], slug_of(name))
             await self.lifecycle.resume_delete(op)
         else:
             assert target.tenant is not None
             tenant = target.tenant
-            require_own(tenant.organization["slug"], name)
+            require_own(tenant.organization["slug"], slug_of(name))
             op = await self.lifecycle.delete(
                 tenant.organization["_id"], slug=tenant.organization["slug"],
                 admin=tenant.admin)

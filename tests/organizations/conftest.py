@@ -8,10 +8,9 @@ test did, whatever ran before it."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
-
-import itertools
 
 import pytest
 from pymongo import AsyncMongoClient

@@ -215,6 +215,7 @@ class TokenCodec:
         if not (isinstance(sub, str) and isinstance(org, str) and type(ver) is int):
             raise Unauthorized()
         try:
+            _timestamp(payload["exp"])  # in range: a year 3 billion token is not a token
             auth_time = _timestamp(payload["auth_time"]) if "auth_time" in payload else None
         except (OverflowError, OSError, ValueError):  # an absurd but validly signed time
             raise Unauthorized() from None

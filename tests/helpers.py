@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -59,6 +60,15 @@ async def app_with(settings: Any, **changes: Any) -> AsyncIterator[Any]:
     app = create_app(settings.model_copy(update=changes))
     async with app.router.lifespan_context(app):
         yield app
+
+
+async def until(condition: Any) -> None:
+    """Wait for a state, not for a time: the deadline only keeps a broken run from hanging."""
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition never reached")
 
 
 class Calls(list[tuple[Any, ...]]):

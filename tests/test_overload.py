@@ -17,7 +17,7 @@ from fastapi import APIRouter
 from pymongo import AsyncMongoClient
 
 from org_service.admission import RequestAdmission
-from tests.helpers import create_org
+from tests.helpers import create_org, until
 from tests.organizations.lifecycle_support import Running, running
 
 OVERLOAD_DB = "org_service_overload"
@@ -47,14 +47,6 @@ async def overloadable(settings: Any, raw_client: AsyncMongoClient[Any], **limit
             yield app, gate, app.app.request_admission
         finally:
             gate.open.set()
-
-
-async def until(condition: Any) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
 
 
 async def test_past_the_bound_a_request_gets_503_with_retry_after_and_writes_nothing(

@@ -67,6 +67,17 @@ class OrganizationDeleted(BaseModel):
     collection_name: str
 
 
+def created_view(org: Document, admin: Document) -> OrganizationCreated:
+    """The answer to a create (and to its replays)."""
+    return OrganizationCreated(
+        id=str(org["_id"]),
+        organization_name=org["organization_name"],
+        collection_name=org["collection_name"],
+        admin_email=admin["email"],
+        created_at=org["created_at"],
+    )
+
+
 def public(org: Document) -> OrganizationPublic:
     """The public view of a stored organization."""
     return OrganizationPublic(

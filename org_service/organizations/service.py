@@ -41,6 +41,7 @@ from org_service.organizations.schemas import (
     OrganizationDeleted,
     OrganizationPublic,
     OrganizationUpdate,
+    created_view,
     public,
 )
 from org_service.security import HashingBusy, PasswordHasher
@@ -173,7 +174,7 @@ class OrganizationService:
         admin = await self.admins.first_of(organization_id) if org else None
         if org is None or admin is None:
             return None
-        return _created(org, admin)
+        return created_view(org, admin)
 
     async def _create(self, data: OrganizationCreate, organization_id: ObjectId
                       ) -> OrganizationCreated:
@@ -190,7 +191,7 @@ class OrganizationService:
             if "email" in str(exc):
                 raise _email_taken() from None
             raise name_taken(identity.name) from None
-        return _created(org, admin)
+        return created_view(org, admin)
 
     async def get(self, name: str) -> OrganizationPublic:
         org = await self.organizations.get_by_slug(slug_of(name), active_only=False)
@@ -292,13 +293,3 @@ class OrganizationService:
         if not valid:
             raise InvalidCurrentPassword("current_password is not the admin's password")
         await throttle.succeeded(keys)
-
-
-def _created(org: Document, admin: Document) -> OrganizationCreated:
-    return OrganizationCreated(
-        id=str(org["_id"]),
-        organization_name=org["organization_name"],
-        collection_name=org["collection_name"],
-        admin_email=admin["email"],
-        created_at=org["created_at"],
-    )

@@ -13,7 +13,7 @@ import bcrypt
 import pytest
 
 from org_service import security
-from tests.helpers import app_with, client_for, create_org, login
+from tests.helpers import app_with, client_for, create_org, login, until
 
 QUEUE_MAX = 2
 
@@ -68,15 +68,6 @@ class CountedChecks:
 
     def let_one_through(self) -> None:
         self.permits.release()
-
-
-async def until(condition: Any) -> None:
-    # Waits for a state, not for a time: the deadline only keeps a broken run from hanging.
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition never reached")
 
 
 def create_body(name: str) -> dict[str, str]:

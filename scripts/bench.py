@@ -902,7 +902,11 @@ def database(url: str | None, workdir: Path) -> Iterator[tuple[str, str, int | N
     if url:
         yield url, "the server at --mongodb-url", None
         return
-    server = EmbeddedMongo(str(workdir / "db"), sync_on_commit=False).start()
+    # A cache of 4 GB and an oplog kept one minute, as the test suite's server: at the 1 GB
+    # default the 100,000-record rename's copy filled the cache and the server stalled
+    # (twice for minutes in one afternoon, one run lost to a 120 s timeout).
+    server = EmbeddedMongo(str(workdir / "db"), sync_on_commit=False, cache_size="4G",
+                           oplog_retention_seconds=60).start()
     try:
         version = importlib.metadata.version("secantusdb")
         assert server.process is not None

@@ -292,6 +292,15 @@ async def seed_organizations(db: Any, count: int, password_hash: str, prefix: st
     return names
 
 
+async def lifecycle_quiet(db: Any, within: float = 300) -> None:
+    """Until no create, rename or delete of this API is in flight or settling."""
+    deadline = time.monotonic() + within
+    while await db["lifecycle_ops"].count_documents({"phase": {"$ne": "done"}}):
+        if time.monotonic() > deadline:
+            raise RuntimeError("a lifecycle operation never settled")
+        await asyncio.sleep(0.2)
+
+
 async def run_batch(http: httpx.AsyncClient, send: Callable[[], Awaitable[httpx.Response]],
                     count: int, concurrency: int = 1) -> list[float]:
     """Latencies in ms of `count` requests, `concurrency` at a time; any non-2xx aborts."""
@@ -683,6 +692,10 @@ class Bench:
             response.raise_for_status()
             current = target
             progress.update()
+            # The rename settles in the background a fence after it answers: moving its
+            # collection away meanwhile would race that settle (on SecantusDB the two
+            # deadlocked, twice in one afternoon).
+            await lifecycle_quiet(db)
             moved = collection_for(slug_of(current))
             started = time.perf_counter()
             await collections.rename(moved, "bench_bare_rename")

@@ -191,15 +191,17 @@ class LifecycleManager:
 
     async def _claim(self, identity: OrganizationIdentity, organization_id: ObjectId) -> None:
         slug = identity.slug
-        if await self.claims.claim(slug, organization_id):
-            return
         # A slug just given up by a rename or delete is free once that has settled. Its
         # operation may have answered already while its settling has not started yet (on
-        # a loaded machine, a while): give it time to get there.
-        holder = await self.claims.owner(slug)
-        if (holder is not None and await self._quiet(holder["organization_id"], patient=True)
-                and await self.claims.claim(slug, organization_id)):
-            return
+        # a loaded machine, a while): give it time to get there. The holder may also let
+        # go between the refused claim and the read of who holds it: then claim again.
+        for _ in range(3):
+            if await self.claims.claim(slug, organization_id):
+                return
+            holder = await self.claims.owner(slug)
+            if holder is not None and not await self._quiet(
+                    holder["organization_id"], patient=True):
+                break
         raise NameTaken(identity.name)
 
     async def _fail(self, op: Document, undo: Callable[[Document], Awaitable[Any]]) -> None:

@@ -101,6 +101,41 @@ async def test_a_name_freed_by_delete_or_rename_can_be_taken_at_once(
                                                beta_again.json()["id"]: 0})
 
 
+async def test_a_slug_let_go_between_the_refused_claim_and_the_holder_read_is_taken(
+        lifecycle_settings: Any, lifecycle_db: Any) -> None:
+    # The create's claim is refused while the rename still holds "beta"; the rename's
+    # settling then lets go before the create reads who holds it. Seen as "nobody", the
+    # slug is free: the create claims it instead of answering 409 (a CI run once did).
+    async with running(lifecycle_settings) as app:
+        beta, auth = await org_with_docs(app, lifecycle_db, "Beta", 5)
+        claims = app.services.lifecycle.claims
+        original_claim, original_release = claims.claim, claims.release
+        beta_let_go = asyncio.Event()
+        refused = 0
+
+        async def release(slug: str, organization_id: Any) -> None:
+            await original_release(slug, organization_id)
+            if slug == "beta":
+                beta_let_go.set()
+
+        async def claim_then_let_the_rename_settle(slug: str, organization_id: Any) -> bool:
+            nonlocal refused
+            got = await original_claim(slug, organization_id)
+            if slug == "beta" and not got and not refused:
+                refused += 1
+                await asyncio.wait_for(beta_let_go.wait(), 15)
+            return got
+
+        claims.release = release
+        claims.claim = claim_then_let_the_rename_settle
+        assert (await rename(app.http, auth, "Beta", "Gamma")).status_code == 200
+        beta_again = await create(app.http, "Beta", "second@beta.example.com")
+
+        assert refused == 1
+        assert beta_again.status_code == 201, beta_again.text
+        await assert_consistent(lifecycle_db, {beta: 5, beta_again.json()["id"]: 0})
+
+
 async def test_tenant_requests_during_a_rename_wait_with_503_then_see_the_new_name(
         lifecycle_settings: Any, lifecycle_db: Any, raw_client: Any) -> None:
     async with running(lifecycle_settings) as app:

@@ -10,20 +10,32 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Any, Literal, TypeVar
 
 import pymongo
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from org_service.admins.repository import AdminRepository, LoginFailureRepository
-from org_service.admins.service import AdminService
-from org_service.admins.throttle import CreateThrottle, LoginThrottle
 from org_service.admission import TenantAdmission
 from org_service.audit.service import AuditLog, Auditor, request_info
+from org_service.auth.credentials import StepUp
+from org_service.auth.repository import LoginFailureRepository
+from org_service.auth.service import AuthService
+from org_service.auth.throttle import CreateThrottle, LoginThrottle
 from org_service.config import Settings
 from org_service.db import Document, Mongo, object_id
-from org_service.errors import Forbidden, TenantBusy, Unauthorized, lifecycle_busy
+from org_service.errors import (
+    Forbidden,
+    MemberSuspended,
+    PermissionDenied,
+    TenantBusy,
+    Unauthorized,
+    lifecycle_busy,
+)
+from org_service.members.repository import ACTIVE as MEMBER_ACTIVE
+from org_service.members.repository import MemberRepository
+from org_service.members.service import MemberService
 from org_service.organizations.lifecycle import DELETE, LifecycleManager
 from org_service.organizations.repository import OrganizationRepository
 from org_service.organizations.schemas import ACTIVE, RENAMING
@@ -31,6 +43,7 @@ from org_service.organizations.service import DeleteTarget, OrganizationService
 from org_service.records.repository import by_id
 from org_service.records.schemas import KIND_PATTERN
 from org_service.records.service import RecordService
+from org_service.roles import Permission, allows
 from org_service.security import PasswordHasher, TokenClaims, TokenCodec
 from org_service.tenancy import CollectionHints, Prefetched, TenantContext
 
@@ -45,11 +58,12 @@ class Services:
     hasher: PasswordHasher
     tokens: TokenCodec
     organization_repository: OrganizationRepository
-    admin_repository: AdminRepository
+    member_repository: MemberRepository
     login_failure_repository: LoginFailureRepository
     lifecycle: LifecycleManager
     organizations: OrganizationService
-    admins: AdminService
+    auth: AuthService
+    members: MemberService
     login_throttle: LoginThrottle
     create_throttle: CreateThrottle
     audit: AuditLog
@@ -75,6 +89,16 @@ async def get_auditor(request: Request, services: ServicesDep) -> Auditor:
 
 CurrentAuditor = Annotated[Auditor, Depends(get_auditor)]
 
+
+async def get_step_up(services: ServicesDep, auditor: CurrentAuditor) -> StepUp:
+    """What a change of the caller's own email or password is held to."""
+    return StepUp(
+        max_age=timedelta(seconds=services.settings.CREDENTIAL_CHANGE_MAX_AGE_SECONDS),
+        throttle=services.login_throttle, client_address=auditor.info.client_address)
+
+
+StepUpDep = Annotated[StepUp, Depends(get_step_up)]
+
 # -- the tenant context ----------------------------------------------------------------
 
 bearer = HTTPBearer(auto_error=False, description="The access token from /admin/login")
@@ -85,18 +109,43 @@ OrganizationHeader = Annotated[str | None, Header(
     description="Optional cross-check: must equal the organization of the token",
 )]
 Prefetch = Callable[[Request], Document | None]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# What a tenant route needs: a permission of the role table, or only to be an active
+# member acting on their own account (`SELF`).
+SELF: Literal["self"] = "self"
+Needs = Permission | Literal["self"]
+
+
+def permit(tenant: TenantContext, needs: Needs) -> TenantContext:
+    """The tenant context, if the member's role as the lookup just read it grants `needs`."""
+    if needs != "self" and not allows(tenant.role, needs):
+        raise PermissionDenied(f"Your role ({tenant.role}) does not permit this ({needs})")
+    return tenant
+
+
+def needs(permission: Needs) -> Callable[[F], F]:
+    """Declare the permission a tenant dependency written as a function checks (the route
+    guard test reads it)."""
+    def mark(dependency: F) -> F:
+        dependency.permission = permission  # type: ignore[attr-defined]
+        return dependency
+    return mark
 
 
 class TenantBearer(HTTPBearer):
-    """The bearer scheme (OpenAPI shows it as such) that also resolves the tenant context.
+    """The bearer scheme (OpenAPI shows it as such) that also resolves the tenant context
+    and checks the permission the route needs.
 
     One dependency where FastAPI would otherwise resolve five (credentials, services,
     auditor, header, context) at some 25 µs each on every tenant request. `prefetch` names
     a read of the tenant's collection to make in the tenant lookup's round trip."""
 
-    def __init__(self, prefetch: Prefetch | None = None) -> None:
+    def __init__(self, permission: Needs, prefetch: Prefetch | None = None) -> None:
         super().__init__(auto_error=False, scheme_name=bearer.scheme_name,
                          description=bearer.model.description)
+        self.permission = permission
         self.prefetch = prefetch
 
     # Not the base's signature on purpose: FastAPI reads this one to inject the header, and
@@ -108,15 +157,16 @@ class TenantBearer(HTTPBearer):
         credentials = await super().__call__(request)
         prefetch = self.prefetch(request) if self.prefetch is not None else None
         with pymongo.timeout(services.settings.TENANT_REQUEST_TIMEOUT_MS / 1000):
-            return await resolve_tenant(request, services, credentials, x_organization_id,
-                                        prefetch)
+            tenant = await resolve_tenant(request, services, credentials, x_organization_id,
+                                          prefetch)
+        return permit(tenant, self.permission)
 
 
 async def resolve_tenant(request: Request, services: Services,
                          credentials: HTTPAuthorizationCredentials | None,
                          x_organization_id: str | None,
                          prefetch: Document | None = None) -> TenantContext:
-    """Token -> admin -> organization, checked; `prefetch` is a query on the tenant's
+    """Token -> member -> organization, checked; `prefetch` is a query on the tenant's
     collection to run in the same round trip (see CollectionHints)."""
     # Taken before the organization is read: if it is not marked "renaming" yet, the rename
     # that marks it next settles only after this deadline has passed.
@@ -126,11 +176,15 @@ async def resolve_tenant(request: Request, services: Services,
     claims = services.tokens.decode(credentials.credentials)
     admin_id = object_id(claims.admin_id)
     hint = services.collection_hints.get(claims.organization_id) if prefetch else None
-    found = admin_id and await services.admin_repository.with_organization(
+    found = admin_id and await services.member_repository.with_organization(
         admin_id, also=(hint, prefetch) if hint and prefetch else None)
-    # A changed password or email bumps the admin's token version: older tokens die at once.
-    if (not found or found.admin.get("token_version") != claims.version
-            or str(found.admin["organization_id"]) != claims.organization_id):
+    if not found or str(found.member["organization_id"]) != claims.organization_id:
+        raise Unauthorized()
+    if found.member.get("state", MEMBER_ACTIVE) != MEMBER_ACTIVE:
+        raise MemberSuspended()
+    # A changed password or email, or a suspension, bumps the member's token version: older
+    # tokens die at once.
+    if found.member.get("token_version") != claims.version:
         raise Unauthorized()
     organization = found.organization
     if organization is not None and organization["state"] == RENAMING:
@@ -141,12 +195,12 @@ async def resolve_tenant(request: Request, services: Services,
     services.collection_hints.remember(claims.organization_id, collection_name)
     prefetched = (Prefetched(collection_name, prefetch, found.also)
                   if prefetch and hint == collection_name else None)
-    tenant = TenantContext(claims=claims, admin=found.admin, organization=organization,
+    tenant = TenantContext(claims=claims, member=found.member, organization=organization,
                            write_deadline=write_deadline, prefetched=prefetched)
     request.state.tenant = tenant
     services.admission.enter(request.scope.setdefault("state", {}), claims.organization_id)
     await check_organization_header(request, services, x_organization_id, claims,
-                                    tenant.admin_id)
+                                    tenant.member_id)
     return tenant
 
 
@@ -163,27 +217,47 @@ async def check_organization_header(request: Request, services: Services,
         raise Forbidden("X-Organization-ID does not match the organization of the token")
 
 
-# The general tenant context: every tenant route depends on it or on one built the same way.
-tenant_context = TenantBearer()
+# Every tenant route depends on one of these (or on one of the lifecycle ones below): the
+# tenant context, checked for the permission the route needs.
+tenant_context = TenantBearer(SELF)
 CurrentTenant = Annotated[TenantContext, Depends(tenant_context)]
+RecordReader = Annotated[TenantContext, Depends(TenantBearer("records:read"))]
+RecordWriter = Annotated[TenantContext, Depends(TenantBearer("records:write"))]
+IndexManager = Annotated[TenantContext, Depends(TenantBearer("indexes:manage"))]
+AuditReader = Annotated[TenantContext, Depends(TenantBearer("audit:read"))]
+MemberReader = Annotated[TenantContext, Depends(TenantBearer("members:read"))]
+MemberManager = Annotated[TenantContext, Depends(TenantBearer("members:manage"))]
+OwnershipHolder = Annotated[TenantContext, Depends(TenantBearer("org:transfer"))]
 
 
 # -- rename and delete ------------------------------------------------------------------
 
+async def _lifecycle_tenant(request: Request, services: Services, credentials: Credentials,
+                            x_organization_id: str | None, permission: Permission
+                            ) -> TenantContext:
+    try:
+        tenant = await resolve_tenant(request, services, credentials, x_organization_id)
+    except TenantBusy as busy:
+        organization_id = object_id(busy.organization_id)
+        if organization_id is None or not await services.lifecycle.recover_if_abandoned(
+                organization_id):
+            raise lifecycle_busy() from None
+        tenant = await resolve_tenant(request, services, credentials, x_organization_id)
+    return permit(tenant, permission)
+
+
+@needs("org:update")
 async def lifecycle_tenant(
     request: Request,
     services: ServicesDep,
     credentials: Credentials,
     x_organization_id: OrganizationHeader = None,
 ) -> TenantContext:
-    try:
-        return await resolve_tenant(request, services, credentials, x_organization_id)
-    except TenantBusy as busy:
-        organization_id = object_id(busy.organization_id)
-        if organization_id is None or not await services.lifecycle.recover_if_abandoned(
-                organization_id):
-            raise lifecycle_busy() from None
-    return await resolve_tenant(request, services, credentials, x_organization_id)
+    return await _lifecycle_tenant(request, services, credentials, x_organization_id,
+                                   "org:update")
+
+
+@needs("org:delete")
 
 
 async def delete_target(
@@ -193,8 +267,8 @@ async def delete_target(
     x_organization_id: OrganizationHeader = None,
 ) -> DeleteTarget:
     try:
-        return DeleteTarget(tenant=await lifecycle_tenant(
-            request, services, credentials, x_organization_id))
+        return DeleteTarget(tenant=await _lifecycle_tenant(
+            request, services, credentials, x_organization_id, "org:delete"))
     except Unauthorized:
         if credentials is None:
             raise
@@ -231,5 +305,5 @@ def record_in_path(request: Request) -> Document | None:
     return by_id(kind, oid) if oid and isinstance(kind, str) and KIND.fullmatch(kind) else None
 
 
-tenant_reading_record = TenantBearer(prefetch=record_in_path)
+tenant_reading_record = TenantBearer("records:read", prefetch=record_in_path)
 TenantReadingRecord = Annotated[TenantContext, Depends(tenant_reading_record)]

@@ -117,16 +117,46 @@ class StepUpRequired(Unauthorized):
 
     code = "insufficient_user_authentication"
 
-    def __init__(self, max_age_seconds: int) -> None:
-        detail = (f"Changing the email or password needs a login within the last "
-                  f"{max_age_seconds} seconds: log in again, or send current_password")
-        ServiceError.__init__(self, detail, headers={"WWW-Authenticate": (
-            'Bearer error="insufficient_user_authentication", '
-            f'error_description="A more recent login is required", max_age={max_age_seconds}')})
+    def __init__(self, max_age_seconds: int | None) -> None:
+        if max_age_seconds is None:  # only the current password will do
+            detail = "Changing the email or password needs current_password"
+            challenge = ('Bearer error="insufficient_user_authentication", '
+                         'error_description="The current password is required"')
+        else:
+            detail = (f"Changing the email or password needs a login within the last "
+                      f"{max_age_seconds} seconds: log in again, or send current_password")
+            challenge = ('Bearer error="insufficient_user_authentication", '
+                         'error_description="A more recent login is required", '
+                         f"max_age={max_age_seconds}")
+        ServiceError.__init__(self, detail, headers={"WWW-Authenticate": challenge})
 
 
 class InvalidCurrentPassword(Forbidden):
     code = "invalid_current_password"
+
+
+class MemberSuspended(Forbidden):
+    code = "member_suspended"
+
+    def __init__(self) -> None:
+        super().__init__("This member is suspended: an owner or admin of the organization can "
+                         "reactivate them")
+
+
+class WrongLoginRoute(Forbidden):
+    code = "use_auth_login"
+
+    def __init__(self) -> None:
+        super().__init__("/admin/login is for owners and admins: log in at /auth/login")
+
+
+class PermissionDenied(Forbidden):
+    code = "permission_denied"
+
+
+# What every tenant route may answer: no valid token (401), a role without the route's
+# permission, a suspended member or a mismatched X-Organization-ID (403).
+TENANT_ERRORS: tuple[type[ServiceError], ...] = (Unauthorized, Forbidden)
 
 
 class TooManyRequests(ServiceError):

@@ -14,10 +14,6 @@ from pymongo.errors import PyMongoError
 from starlette.types import ASGIApp
 
 from org_service import health
-from org_service.admins import endpoints as admin_endpoints
-from org_service.admins.repository import AdminRepository, LoginFailureRepository
-from org_service.admins.service import AdminService
-from org_service.admins.throttle import CreateThrottle, LoginThrottle
 from org_service.admission import (
     AdmitRequests,
     ReleaseAdmission,
@@ -27,6 +23,11 @@ from org_service.admission import (
 from org_service.audit import endpoints as audit_endpoints
 from org_service.audit.repository import AuditRepository
 from org_service.audit.service import AuditLog
+from org_service.auth import endpoints as auth_endpoints
+from org_service.auth.credentials import Credentials
+from org_service.auth.repository import LoginFailureRepository
+from org_service.auth.service import AuthService
+from org_service.auth.throttle import CreateThrottle, LoginThrottle
 from org_service.body_limit import JSONPayloadTooLarge
 from org_service.config import Settings, get_settings
 from org_service.db import Mongo, create_client
@@ -34,6 +35,9 @@ from org_service.deps import Services
 from org_service.embedded import EmbeddedMongo
 from org_service.errors import install_error_handlers
 from org_service.keys import ServiceKeys
+from org_service.members import endpoints as member_endpoints
+from org_service.members.repository import MemberRepository
+from org_service.members.service import MemberService
 from org_service.observability import Metrics, ObservabilityMiddleware, configure_logging
 from org_service.organizations import endpoints as organization_endpoints
 from org_service.organizations.lifecycle import LifecycleManager
@@ -61,10 +65,11 @@ def build_services(settings: Settings, mongo: Mongo,
     hasher = PasswordHasher(settings.BCRYPT_ROUNDS, queue_max=settings.HASH_QUEUE_MAX)
     tokens = TokenCodec(settings.JWT_SECRET_KEY.get_secret_value(), settings.JWT_EXPIRE_MINUTES)
     organizations = OrganizationRepository(mongo.master)
-    admins = AdminRepository(mongo.master)
+    members = MemberRepository(mongo.master)
     collections = TenantCollections(mongo.master)
     login_failures = LoginFailureRepository(mongo.master)
     throttle = LoginThrottle(login_failures, settings)
+    credentials = Credentials(members, hasher)
     # The token secret is used raw only for tokens; every other key is derived from it.
     keys = ServiceKeys.from_secret(settings.JWT_SECRET_KEY.get_secret_value())
     # One signing key for every pagination cursor (records, audit).
@@ -72,23 +77,25 @@ def build_services(settings: Settings, mongo: Mongo,
     lifecycle = LifecycleManager(
         journal=LifecycleJournal(mongo.master), claims=SlugClaims(mongo.master),
         owners=CollectionOwners(mongo.master),
-        organizations=organizations, admins=admins, collections=collections, settings=settings)
+        organizations=organizations, members=members, collections=collections,
+        settings=settings)
     return Services(
         settings=settings,
         mongo=mongo,
         hasher=hasher,
         tokens=tokens,
         organization_repository=organizations,
-        admin_repository=admins,
+        member_repository=members,
         login_failure_repository=login_failures,
         lifecycle=lifecycle,
         organizations=OrganizationService(
-            organizations=organizations, admins=admins, lifecycle=lifecycle,
+            organizations=organizations, members=members, lifecycle=lifecycle,
             keys=IdempotencyKeys(mongo.master, settings.IDEMPOTENCY_KEY_TTL_SECONDS),
-            hasher=hasher,
+            hasher=hasher, credentials=credentials,
             fingerprint_secret=keys.idempotency_fingerprint),
-        admins=AdminService(admins=admins, organizations=organizations, hasher=hasher,
-                                   tokens=tokens, throttle=throttle),
+        auth=AuthService(members=members, organizations=organizations, hasher=hasher,
+                         tokens=tokens, throttle=throttle),
+        members=MemberService(members, hasher, credentials, cursors),
         login_throttle=throttle,
         create_throttle=CreateThrottle(login_failures, settings),
         audit=AuditLog(AuditRepository(
@@ -108,7 +115,10 @@ def build_services(settings: Settings, mongo: Mongo,
 
 async def prepare_database(services: Services) -> None:
     await services.organization_repository.ensure_indexes()
-    await services.admin_repository.ensure_indexes()
+    await services.member_repository.ensure_indexes()
+    copied = await services.member_repository.migrate_admins()
+    if copied:
+        log.warning("made %d admin(s) of the first version members", copied)
     await services.login_failure_repository.ensure_indexes()
     await services.audit.repository.ensure_indexes()
     await services.lifecycle.journal.ensure_indexes()
@@ -227,7 +237,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Organization-ID",
                            "X-Request-ID", "Idempotency-Key", "If-Match"],
         )
-    for router in (organization_endpoints.router, admin_endpoints.router,
+    for router in (organization_endpoints.router, auth_endpoints.router,
+                   auth_endpoints.member_router, member_endpoints.router,
+                   member_endpoints.me_router,
                    record_endpoints.router, audit_endpoints.router, health.router):
         add_routes(app, router)
     # Inside the request log and metrics (a shed request is logged and counted like any

@@ -1,6 +1,6 @@
 """The tenant context: which organization a request acts for, and what it may do there.
 
-Resolved from the verified token alone (token -> admin -> organization, each checked) by
+Resolved from the verified token alone (token -> member -> organization, each checked) by
 `org_service/deps.py`, never from a body, a path or a header.
 """
 
@@ -62,7 +62,7 @@ class Prefetched:
 @dataclass(frozen=True, slots=True)
 class TenantContext:
     claims: TokenClaims
-    admin: Document
+    member: Document  # as the tenant lookup read it: role and state of this moment
     organization: Document
     # Monotonic time by which this request's writes to the tenant collection must be over.
     write_deadline: float = math.inf
@@ -86,8 +86,12 @@ class TenantContext:
         return str(self.organization["_id"])
 
     @property
-    def admin_id(self) -> str:
-        return str(self.admin["_id"])
+    def member_id(self) -> str:
+        return str(self.member["_id"])
+
+    @property
+    def role(self) -> str:
+        return str(self.member["role"])
 
     @property
     def collection_name(self) -> str:

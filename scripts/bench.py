@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench_overload import overload  # noqa: E402  (scripts/ is this script's folder)
 
-from org_service.admins.repository import AdminRepository  # noqa: E402
 from org_service.embedded import EmbeddedMongo, die_with_parent, free_port  # noqa: E402
+from org_service.members.repository import MemberRepository  # noqa: E402
 from org_service.naming import collection_for, slug_of  # noqa: E402
 from org_service.organizations.repository import (  # noqa: E402
     OrganizationRepository,
@@ -275,7 +275,7 @@ async def seed_organizations(db: Any, count: int, password_hash: str, prefix: st
                              progress: tqdm) -> list[str]:
     """Organizations and admins written directly (no bcrypt per org), through the
     repositories so the documents are exactly what the API writes."""
-    organizations, admins = OrganizationRepository(db), AdminRepository(db)
+    organizations, admins = OrganizationRepository(db), MemberRepository(db)
     gate = asyncio.Semaphore(16)
     names = [f"{prefix} {i:05d}" for i in range(count)]
 
@@ -564,7 +564,7 @@ class Bench:
     async def health_during_logins(self) -> None:
         size, http = self.size, self.small_http
         db = self.client[self.small_db]
-        emails = [admin["email"] async for admin in db["admins"].find(
+        emails = [admin["email"] async for admin in db["members"].find(
             {"email": {"$ne": "probe@bench.example"}}).limit(size.concurrent_logins)]
         emails = (emails * size.concurrent_logins)[: size.concurrent_logins]
         idle: list[float] = []
@@ -827,7 +827,7 @@ def render(report: Report, size: Size, quick: bool, mongo_description: str,
         "read verify the token and read the admin and the organization (and the record) in "
         "one aggregate. The floor's `/floor/tenant-read` does the record read's reads in "
         "place of its `find_one`: the API's own tenant-lookup aggregate (its "
-        "`AdminRepository`) with the record, the collection named in the query.",
+        "`MemberRepository`) with the record, the collection named in the query.",
         f"- **Latency by organization count**: two API processes on two master databases in "
         f"the same server, one with {size.small_orgs} organizations and one with "
         f"{size.large_orgs:,}, read in alternating batches of {size.latency_requests} "

@@ -27,10 +27,10 @@ from fastapi import FastAPI, Header, HTTPException
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
-from org_service.admins.repository import AdminRepository
 from org_service.config import get_settings
 from org_service.db import create_client
 from org_service.errors import Unauthorized
+from org_service.members.repository import MemberRepository
 from org_service.records.repository import by_id
 from org_service.security import TokenClaims, TokenCodec
 
@@ -41,7 +41,7 @@ bare_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(os.environ["MON
                                                                  tz_aware=True)
 organizations = client[settings.MASTER_DB_NAME]["organizations"]
 bare_organizations = bare_client[settings.MASTER_DB_NAME]["organizations"]
-admins = AdminRepository(client[settings.MASTER_DB_NAME])
+admins = MemberRepository(client[settings.MASTER_DB_NAME])
 
 
 @asynccontextmanager

@@ -24,10 +24,15 @@ def expected_indexes(settings: Any) -> dict[str, dict[str, dict[str, Any]]]:
             "slug_unique": {"key": [("slug", 1)], "unique": True},
             "collection_name_unique": {"key": [("collection_name", 1)], "unique": True},
         },
-        "admins": {
+        "members": {
             **ID,
+            # One account per email across the service, case-insensitively.
             "email_unique": {"key": [("email_key", 1)], "unique": True},
-            "organization": {"key": [("organization_id", 1)]},
+            # The listing and its filters: organization, then the filtered field, then _id
+            # (the page order).
+            "organization": {"key": [("organization_id", 1), ("_id", 1)]},
+            **{f"organization_{field}": {"key": [("organization_id", 1), (field, 1), ("_id", 1)]}
+               for field in ("role", "state", "manager_id", "department", "name_key")},
         },
         # Expired counters are swept (expiry itself is decided on read).
         "login_failures": {**ID, "expire": {"key": [("expires_at", 1)],

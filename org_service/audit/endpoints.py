@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from org_service.audit.schemas import AuditPage
-from org_service.deps import CurrentTenant, ServicesDep
+from org_service.deps import AuditReader, ServicesDep
 from org_service.errors import BadRequest, Forbidden, Unauthorized, responses
 from org_service.strict_json import StrictJSONRoute
 
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/org", tags=["Audit"], route_class=StrictJSONRoute)
 
 @router.get("/audit", response_model=AuditPage,
             responses=responses(BadRequest, Unauthorized, Forbidden))
-async def list_audit(tenant: CurrentTenant, services: ServicesDep, limit: PageLimit = 50,
+async def list_audit(tenant: AuditReader, services: ServicesDep, limit: PageLimit = 50,
                      after: Cursor = None, before: OldCursor = None) -> AuditPage:
     """The caller's organization's audit trail, newest first; pass `next` back as `after`
     for the next page (as with records). `before` and `next_cursor` are the same cursor

@@ -12,6 +12,15 @@ AuditAction = Literal[
     "organization.update",
     "organization.delete",
     "tenant.header_mismatch",
+    "member.create",
+    "member.update",
+    "member.role_change",
+    "member.suspend",
+    "member.reactivate",
+    "member.remove",
+    "member.ownership_transfer",
+    "member.self_update",
+    "records.policy_change",
 ]
 # denied: refused by an authorization rule (a cross-tenant attempt); failure: anything else.
 AuditOutcome = Literal["success", "failure", "denied", "throttled"]

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, status
 
 from org_service.audit.service import AuditEvent
-from org_service.deps import CurrentAuditor, DeleteTargetDep, LifecycleTenant, ServicesDep
+from org_service.deps import (
+    CurrentAuditor,
+    DeleteTargetDep,
+    LifecycleTenant,
+    ServicesDep,
+    StepUpDep,
+)
 from org_service.errors import (
     BadRequest,
     Conflict,
@@ -26,7 +31,7 @@ from org_service.organizations.schemas import (
     OrganizationPublic,
     OrganizationUpdate,
 )
-from org_service.organizations.service import DeleteTarget, StepUp, idempotency_key
+from org_service.organizations.service import DeleteTarget, idempotency_key
 from org_service.security import HashingBusy
 from org_service.strict_json import StrictJSONRoute
 from org_service.tenancy import TenantContext
@@ -72,22 +77,19 @@ async def get_organization(body: OrganizationLookup, services: ServicesDep) -> O
 @router.put("/update", response_model=OrganizationPublic,
             responses=responses(Unauthorized, Forbidden, Conflict, TooManyRequests))
 async def update_organization(body: OrganizationUpdate, tenant: LifecycleTenant,
-                              services: ServicesDep, auditor: CurrentAuditor
-                              ) -> OrganizationPublic:
+                              services: ServicesDep, auditor: CurrentAuditor,
+                              step_up: StepUpDep) -> OrganizationPublic:
     """Rename the caller's organization (its collection moves with it) and/or change the
     admin's email or password; a credential change revokes every earlier token.
 
     A credential change needs a token from a login within `CREDENTIAL_CHANGE_MAX_AGE_SECONDS`
     (else 401 `insufficient_user_authentication`) or the `current_password` (wrong: 403
     `invalid_current_password`, counted as a failed login: 429 past the login limits)."""
-    step_up = StepUp(
-        max_age=timedelta(seconds=services.settings.CREDENTIAL_CHANGE_MAX_AGE_SECONDS),
-        throttle=services.login_throttle, client_address=auditor.info.client_address)
     async with auditor.action("organization.update", _event(tenant, body.old_organization_name)):
         updated = await services.organizations.update(tenant, body, step_up)
     changed = [name for name in ("email", "password") if getattr(body, name) is not None]
     if changed:
-        await auditor.record("admin.credentials_change", "success", admin_id=tenant.admin_id,
+        await auditor.record("admin.credentials_change", "success", admin_id=tenant.member_id,
                              organization_id=tenant.organization_id, target=",".join(changed))
     return updated
 
@@ -106,7 +108,7 @@ async def delete_organization(body: OrganizationDelete, target: DeleteTargetDep,
 
 def _event(tenant: TenantContext, named: str) -> AuditEvent:
     # The target is the name the caller gave: for a refused attempt, the other organization.
-    return AuditEvent(admin_id=tenant.admin_id, organization_id=tenant.organization_id,
+    return AuditEvent(admin_id=tenant.member_id, organization_id=tenant.organization_id,
                       target=named)
 
 

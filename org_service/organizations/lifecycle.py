@@ -46,9 +46,9 @@ import pymongo
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from org_service.admins.repository import AdminRepository
 from org_service.config import Settings
 from org_service.db import Document, utcnow
+from org_service.members.repository import MemberRepository
 from org_service.naming import OrganizationIdentity
 from org_service.organizations.errors import (
     Busy,
@@ -85,13 +85,13 @@ Checkpoint = Callable[[str, Document], Awaitable[None]]
 class LifecycleManager:
     def __init__(self, *, journal: LifecycleJournal, claims: SlugClaims,
                  owners: CollectionOwners, organizations: OrganizationRepository,
-                 admins: AdminRepository, collections: TenantCollections,
+                 members: MemberRepository, collections: TenantCollections,
                  settings: Settings) -> None:
         self.journal = journal
         self.claims = claims
         self.owners = owners
         self.organizations = organizations
-        self.admins = admins
+        self.members = members
         self.collections = collections
         self.owner = uuid.uuid4().hex
         self.lease = timedelta(seconds=settings.LIFECYCLE_LEASE_SECONDS)
@@ -261,7 +261,7 @@ class LifecycleManager:
                 org = await self.organizations.insert(
                     name=name, slug=slug, collection_name=collection_name, state=CREATING,
                     organization_id=organization_id)
-                admin = await self.admins.insert(
+                admin = await self.members.insert(
                     email=email, password_hash=password_hash, organization_id=organization_id)
                 await self.journal.advance(op, phase=COLLECTION)
                 if not await self.collections.create(collection_name):
@@ -287,7 +287,7 @@ class LifecycleManager:
             await self.owners.let_go(collection, org_id, op["_id"])
             await self.journal.finish(op)
             return
-        await self.admins.delete_for(org_id)
+        await self.members.delete_for(org_id)
         if op["phase"] == COLLECTION and await self.owners.held(collection, org_id, op["_id"]):
             await self._renew(op)
             await self.collections.drop(collection)
@@ -453,7 +453,7 @@ class LifecycleManager:
                 await self._renew(op)
                 await self.collections.drop(op["collection_name"])
             await self._step("moved", op)
-            await self.admins.delete_for(org_id)
+            await self.members.delete_for(org_id)
             await self.organizations.delete(org_id)
 
     async def _complete_delete(self, op: Document) -> None:

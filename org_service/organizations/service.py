@@ -10,25 +10,21 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from org_service.admins.repository import AdminRepository
+from org_service.auth.credentials import Credentials, StepUp, email_taken
 from org_service.db import Document, utcnow
 from org_service.errors import (
     BadRequest,
     Conflict,
     Forbidden,
-    InvalidCurrentPassword,
     NotFound,
-    StepUpRequired,
-    Unauthorized,
     Unprocessable,
     name_taken,
 )
+from org_service.members.repository import MemberRepository
 from org_service.naming import OrganizationIdentity, slug_of
 from org_service.organizations.errors import Stale
 from org_service.organizations.lifecycle import LifecycleManager
@@ -44,11 +40,8 @@ from org_service.organizations.schemas import (
     created_view,
     public,
 )
-from org_service.security import HashingBusy, PasswordHasher
+from org_service.security import PasswordHasher
 from org_service.tenancy import TenantContext
-
-if TYPE_CHECKING:
-    from org_service.admins.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_MAX = 255
@@ -56,10 +49,6 @@ IDEMPOTENCY_KEY_MAX = 255
 
 def _different_body() -> Unprocessable:
     return Unprocessable("This Idempotency-Key was used with a different request body")
-
-
-def _email_taken() -> Conflict:
-    return Conflict("This email is already used by another admin")
 
 
 def require_own(own_slug: str, named_slug: str) -> None:
@@ -83,16 +72,6 @@ def idempotency_key(header: str | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class StepUp:
-    """What a credential change is held to: how recent the token's login must be, and the
-    login throttle (per account and client address) that a current password counts in."""
-
-    max_age: timedelta
-    throttle: LoginThrottle
-    client_address: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class DeleteTarget:
     """Who a delete acts for: a live tenant, or the journal entry of a delete it already
     made (its admin is gone, so a repeated delete is answered from the journal)."""
@@ -102,14 +81,16 @@ class DeleteTarget:
 
 
 class OrganizationService:
-    def __init__(self, *, organizations: OrganizationRepository, admins: AdminRepository,
+    def __init__(self, *, organizations: OrganizationRepository, members: MemberRepository,
                  lifecycle: LifecycleManager, keys: IdempotencyKeys, hasher: PasswordHasher,
+                 credentials: Credentials,
                  fingerprint_secret: bytes) -> None:
         self.organizations = organizations
-        self.admins = admins
+        self.members = members
         self.lifecycle = lifecycle
         self.keys = keys
         self.hasher = hasher
+        self.credentials = credentials
         self._fingerprint_secret = fingerprint_secret
 
     def _fingerprint(self, data: OrganizationCreate) -> str:
@@ -125,7 +106,7 @@ class OrganizationService:
                                      organization_id: ObjectId) -> None:
         """A replay must carry the password the first request created the admin with
         (bcrypt, off the event loop); another password is another request body."""
-        admin = await self.admins.first_of(organization_id)
+        admin = await self.members.first_of(organization_id)
         if admin is None:
             raise Conflict("The organization created with this Idempotency-Key no longer "
                            "exists; use a new key to create it again")
@@ -171,7 +152,7 @@ class OrganizationService:
 
     async def _created_earlier(self, organization_id: ObjectId) -> OrganizationCreated | None:
         org = await self.organizations.get(organization_id)
-        admin = await self.admins.first_of(organization_id) if org else None
+        admin = await self.members.first_of(organization_id) if org else None
         if org is None or admin is None:
             return None
         return created_view(org, admin)
@@ -181,15 +162,15 @@ class OrganizationService:
         identity, email = OrganizationIdentity.of(data.organization_name), str(data.email)
         # Hash first: nothing is written until the slow, failure-free part is done.
         password_hash = await self.hasher.hash(data.password)
-        if await self.admins.get_by_email(email):
-            raise _email_taken()
+        if await self.members.get_by_email(email):
+            raise email_taken()
         try:
             org, admin = await self.lifecycle.create(
                 organization_id=organization_id, identity=identity, email=email,
                 password_hash=password_hash)
         except DuplicateKeyError as exc:
             if "email" in str(exc):
-                raise _email_taken() from None
+                raise email_taken() from None
             raise name_taken(identity.name) from None
         return created_view(org, admin)
 
@@ -206,16 +187,9 @@ class OrganizationService:
             data.new_organization_name)
         if not await self._retries_last_rename(org, old_slug, new.slug):
             require_own(org["slug"], old_slug)
-        if data.current_password is not None:
-            await self._check_current_password(tenant, data.current_password, step_up)
-        elif ((data.email is not None or data.password is not None)
-              and not tenant.claims.authenticated_within(step_up.max_age)):
-            raise StepUpRequired(int(step_up.max_age.total_seconds()))
-        password_hash = await self.hasher.hash(data.password) if data.password else None
-        if data.email is not None:
-            holder = await self.admins.get_by_email(str(data.email))
-            if holder is not None and holder["_id"] != tenant.admin["_id"]:
-                raise _email_taken()
+        change = await self.credentials.prepare(
+            tenant, email=str(data.email) if data.email is not None else None,
+            password=data.password, current_password=data.current_password, step_up=step_up)
         if new.slug != org["slug"]:
             # The organization is re-read once the rename holds its journal slot: if it is
             # no longer what this request saw, the rename is refused and moves nothing.
@@ -227,20 +201,7 @@ class OrganizationService:
             if renamed is None:
                 raise Stale()
             org = renamed
-        if data.email is not None or password_hash is not None:
-            # Compare-and-set on the token's version: a credential change that ran while
-            # this one hashed has revoked this token, and must not be overwritten by it.
-            try:
-                changed = await self.admins.set_credentials(
-                    tenant.admin["_id"], token_version=tenant.claims.version,
-                    email=str(data.email) if data.email is not None else None,
-                    password_hash=password_hash,
-                )
-            except DuplicateKeyError:
-                raise _email_taken() from None
-            if changed is None:
-                raise Unauthorized("This token was revoked by another credential change "
-                                   "meanwhile; log in again")
+        await self.credentials.apply(tenant, change)
         return public(org)
 
     async def delete(self, target: DeleteTarget, name: str) -> OrganizationDeleted:
@@ -254,7 +215,7 @@ class OrganizationService:
             require_own(tenant.organization["slug"], slug_of(name))
             op = await self.lifecycle.delete(
                 tenant.organization["_id"], slug=tenant.organization["slug"],
-                admin=tenant.admin)
+                admin=tenant.member)
         return OrganizationDeleted(id=str(op["organization_id"]), organization_name=op["name"],
                                    collection_name=op["collection_name"])
 
@@ -271,25 +232,3 @@ class OrganizationService:
             return False
         holder = await self.lifecycle.claims.owner(old_slug)
         return holder is None or holder["organization_id"] == org["_id"]
-
-    async def _check_current_password(self, tenant: TenantContext, password: str,
-                                      step_up: StepUp) -> None:
-        """Step-up by password, guarded like a login: counted by the login throttle before
-        the check (so a stolen token cannot guess faster than /admin/login allows), checked
-        by bcrypt off the event loop; a right one clears the account's failures."""
-        throttle = step_up.throttle
-        keys = throttle.keys(tenant.admin["email"], step_up.client_address)
-        await throttle.check(keys)
-        await throttle.reserve(keys)
-        admin = await self.admins.get(tenant.admin["_id"])
-        try:
-            # A vanished admin still costs one full check (against the dummy hash), then
-            # fails.
-            valid = await self.hasher.verify(password, admin["password_hash"] if admin
-                                             else None)
-        except HashingBusy:
-            await throttle.refund(keys)  # never checked: as at login, no failure
-            raise
-        if not valid:
-            raise InvalidCurrentPassword("current_password is not the admin's password")
-        await throttle.succeeded(keys)

@@ -5,14 +5,19 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from org_service.deps import CurrentTenant, ServicesDep, TenantReadingRecord
+from org_service.deps import (
+    IndexManager,
+    RecordReader,
+    RecordWriter,
+    ServicesDep,
+    TenantReadingRecord,
+)
 from org_service.errors import (
+    TENANT_ERRORS,
     Conflict,
-    Forbidden,
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
-    Unauthorized,
     responses,
 )
 from org_service.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -35,7 +40,7 @@ from org_service.strict_json import StrictJSONRoute
 
 # Every route here sits behind the tenant context, so each may answer 401 or 403.
 router = APIRouter(prefix="/org", tags=["Tenant records"], route_class=StrictJSONRoute,
-                   responses=responses(Unauthorized, Forbidden))
+                   responses=responses(*TENANT_ERRORS))
 
 RecordData = Annotated[dict[str, Any], Body(
     description="The record's data: any JSON object (keys without `$`, `.` or NUL, "
@@ -51,8 +56,8 @@ def _etag(response: Response, record: Record) -> Record:
 
 
 @router.post("/records/{kind}", status_code=status.HTTP_201_CREATED, response_model=Record,
-             responses=responses(Unauthorized, PayloadTooLarge))
-async def create_record(kind: Kind, data: RecordData, tenant: CurrentTenant,
+             responses=responses(*TENANT_ERRORS, PayloadTooLarge))
+async def create_record(kind: Kind, data: RecordData, tenant: RecordWriter,
                         services: ServicesDep, response: Response) -> Record:
     """Store a record of `kind` in the caller's own collection."""
     return _etag(response, await services.records.create(tenant, kind, data))
@@ -60,9 +65,9 @@ async def create_record(kind: Kind, data: RecordData, tenant: CurrentTenant,
 
 @router.post("/records/{kind}/bulk", status_code=status.HTTP_201_CREATED,
              response_model=BulkCreated, max_body_size=BULK_MAX_BODY_BYTES,
-             responses=responses(Unauthorized, PayloadTooLarge))
+             responses=responses(*TENANT_ERRORS, PayloadTooLarge))
 async def create_records(
-    kind: Kind, tenant: CurrentTenant, services: ServicesDep,
+    kind: Kind, tenant: RecordWriter, services: ServicesDep,
     items: Annotated[list[dict[str, Any]], Body(
         min_length=1, max_length=MAX_BULK_ITEMS,
         description="Up to 1,000 record data objects: all are stored or none (a 422 lists "
@@ -72,15 +77,15 @@ async def create_records(
     return await services.records.create_many(tenant, kind, items)
 
 
-@router.get("/records", response_model=KindList, responses=responses(Unauthorized))
-async def list_kinds(tenant: CurrentTenant, services: ServicesDep) -> KindList:
+@router.get("/records", response_model=KindList, responses=responses(*TENANT_ERRORS))
+async def list_kinds(tenant: RecordReader, services: ServicesDep) -> KindList:
     """The kinds in use in the caller's organization, with their record counts."""
     return await services.records.kinds(tenant)
 
 
-@router.get("/records/{kind}", response_model=RecordPage, responses=responses(Unauthorized))
+@router.get("/records/{kind}", response_model=RecordPage, responses=responses(*TENANT_ERRORS))
 async def list_records(
-    kind: Kind, tenant: CurrentTenant, services: ServicesDep,
+    kind: Kind, tenant: RecordReader, services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     after: Annotated[str | None, Query(max_length=2048,
                                        description="The `next` of the previous page")] = None,
@@ -92,15 +97,15 @@ async def list_records(
 
 
 @router.post("/records/{kind}/query", response_model=RecordPage,
-             responses=responses(Unauthorized))
-async def query_records(kind: Kind, body: RecordQuery, tenant: CurrentTenant,
+             responses=responses(*TENANT_ERRORS))
+async def query_records(kind: Kind, body: RecordQuery, tenant: RecordReader,
                         services: ServicesDep) -> RecordPage:
     """Records of `kind` matching a filter (a safe subset of MongoDB's), paged."""
     return await services.records.query(tenant, kind, body)
 
 
 @router.get("/records/{kind}/{record_id}", response_model=Record,
-            responses=responses(Unauthorized, NotFound))
+            responses=responses(*TENANT_ERRORS, NotFound))
 async def get_record(kind: Kind, record_id: RecordId, tenant: TenantReadingRecord,
                      services: ServicesDep, response: Response) -> Record:
     """One record by id (404 for ids of other organizations, as for missing ones)."""
@@ -108,9 +113,9 @@ async def get_record(kind: Kind, record_id: RecordId, tenant: TenantReadingRecor
 
 
 @router.put("/records/{kind}/{record_id}", response_model=Record,
-            responses=responses(Unauthorized, NotFound, PreconditionFailed, PayloadTooLarge))
+            responses=responses(*TENANT_ERRORS, NotFound, PreconditionFailed, PayloadTooLarge))
 async def replace_record(kind: Kind, record_id: RecordId, data: RecordData,
-                         tenant: CurrentTenant, services: ServicesDep, response: Response,
+                         tenant: RecordWriter, services: ServicesDep, response: Response,
                          if_match: IfMatch = None) -> Record:
     """Replace a record's data; the version goes up by one."""
     return _etag(response, await services.records.replace(
@@ -118,10 +123,10 @@ async def replace_record(kind: Kind, record_id: RecordId, data: RecordData,
 
 
 @router.patch("/records/{kind}/{record_id}", response_model=Record,
-              responses=responses(Unauthorized, NotFound, PreconditionFailed, PayloadTooLarge,
+              responses=responses(*TENANT_ERRORS, NotFound, PreconditionFailed, PayloadTooLarge,
                                   Conflict))
 async def patch_record(
-    kind: Kind, record_id: RecordId, tenant: CurrentTenant, services: ServicesDep,
+    kind: Kind, record_id: RecordId, tenant: RecordWriter, services: ServicesDep,
     response: Response,
     patch: Annotated[dict[str, Any], Body(
         description="JSON merge patch (RFC 7396): null removes a field, objects merge",
@@ -135,8 +140,8 @@ async def patch_record(
 
 
 @router.delete("/records/{kind}/{record_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=responses(Unauthorized, NotFound, PreconditionFailed))
-async def delete_record(kind: Kind, record_id: RecordId, tenant: CurrentTenant,
+               responses=responses(*TENANT_ERRORS, NotFound, PreconditionFailed))
+async def delete_record(kind: Kind, record_id: RecordId, tenant: RecordWriter,
                         services: ServicesDep, if_match: IfMatch = None) -> Response:
     """Delete a record."""
     await services.records.delete(tenant, kind, record_id, if_match)
@@ -147,8 +152,8 @@ async def delete_record(kind: Kind, record_id: RecordId, tenant: CurrentTenant,
     200: {"content": {"application/x-ndjson": {}},
           "description": "An organization line, one line per record, then "
                          "{\"type\": \"end\", \"records\": <count>}"},
-    **responses(Unauthorized)})
-async def export_organization(tenant: CurrentTenant, services: ServicesDep
+    **responses(*TENANT_ERRORS)})
+async def export_organization(tenant: RecordReader, services: ServicesDep
                               ) -> StreamingResponse:
     """The organization's metadata and all its records as streamed NDJSON."""
     filename = f"{tenant.collection_name}.ndjson"
@@ -157,16 +162,16 @@ async def export_organization(tenant: CurrentTenant, services: ServicesDep
         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@router.get("/indexes", response_model=IndexList, responses=responses(Unauthorized))
-async def list_indexes(tenant: CurrentTenant, services: ServicesDep) -> IndexList:
+@router.get("/indexes", response_model=IndexList, responses=responses(*TENANT_ERRORS))
+async def list_indexes(tenant: IndexManager, services: ServicesDep) -> IndexList:
     """The secondary indexes the organization declared, ready or still building."""
     return await services.records.list_indexes(tenant)
 
 
 @router.post("/indexes", status_code=status.HTTP_201_CREATED, response_model=IndexInfo,
              responses={202: {"model": IndexInfo, "description": "Still building"},
-                        **responses(Unauthorized, Conflict)})
-async def create_index(body: IndexCreate, tenant: CurrentTenant, services: ServicesDep,
+                        **responses(*TENANT_ERRORS, Conflict)})
+async def create_index(body: IndexCreate, tenant: IndexManager, services: ServicesDep,
                        response: Response) -> IndexInfo:
     """Declare an index on data fields of one kind (at most MAX_INDEXES_PER_ORG). It builds
     in the background: 201 when ready within INDEX_BUILD_WAIT_SECONDS, else 202."""
@@ -177,8 +182,8 @@ async def create_index(body: IndexCreate, tenant: CurrentTenant, services: Servi
 
 
 @router.delete("/indexes/{name}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=responses(Unauthorized, NotFound))
-async def drop_index(name: IndexName, tenant: CurrentTenant, services: ServicesDep
+               responses=responses(*TENANT_ERRORS, NotFound))
+async def drop_index(name: IndexName, tenant: IndexManager, services: ServicesDep
                      ) -> Response:
     """Drop a declared index."""
     await services.records.drop_index(tenant, name)

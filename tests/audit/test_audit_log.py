@@ -126,7 +126,7 @@ async def test_entries_never_hold_secrets(client: httpx.AsyncClient, master: Any
         "old_organization_name": "Acme", "new_organization_name": "Acme",
         "password": "second-secret-pw"})
     stored = str(await entries(master)) + str(await master["login_failures"].find().to_list(None))
-    hashes = [admin["password_hash"] for admin in await master["admins"].find().to_list(None)]
+    hashes = [admin["password_hash"] for admin in await master["members"].find().to_list(None)]
     for secret in ["first-secret-pw", "guessed-secret", "second-secret-pw", org.token,
                    "$2b$", *hashes]:
         assert secret not in stored

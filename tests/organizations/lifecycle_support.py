@@ -112,7 +112,7 @@ async def assert_consistent(db: Any, expected_counts: dict[str, int] | None = No
     assert {c["_id"]: (c["organization_id"], c["op_id"]) for c in owners} == {
         o["collection_name"]: (o["_id"], None) for o in orgs}, owners
     org_ids = {o["_id"] for o in orgs}
-    admins = await db["admins"].find({}).to_list(None)
+    admins = await db["members"].find({}).to_list(None)
     assert {a["organization_id"] for a in admins} == org_ids
     for org in orgs:
         docs = await db[org["collection_name"]].find({}).to_list(None)

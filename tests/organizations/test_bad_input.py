@@ -15,7 +15,7 @@ async def _assert_rejected(response: httpx.Response, master, status: int = 422) 
     assert body["error"] and body["detail"]
     assert "Traceback" not in response.text
     assert await master["organizations"].count_documents({}) == 0
-    assert await master["admins"].count_documents({}) == 0
+    assert await master["members"].count_documents({}) == 0
     assert not [n for n in await master.list_collection_names() if n.startswith("org_")]
     return body
 

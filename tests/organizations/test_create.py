@@ -25,7 +25,7 @@ async def test_stored_admin_has_a_bcrypt_hash_never_returned(client: httpx.Async
                                                              master) -> None:
     created = await client.post("/org/create", json=BODY)
     assert "password" not in created.text and "$2b$" not in created.text
-    admin = await master["admins"].find_one({"email_key": "admin@acme.com"})
+    admin = await master["members"].find_one({"email_key": "admin@acme.com"})
     assert admin["password_hash"].startswith("$2b$04$")
     assert "secure123" not in str(admin)
     got = await client.post("/org/get", json={"organization_name": "Acme Corp"})
@@ -41,7 +41,7 @@ async def test_names_with_the_same_slug_are_one_organization(
     assert again.status_code == 409
     assert again.json()["error"] == "conflict"
     assert await master["organizations"].count_documents({}) == 1
-    assert await master["admins"].count_documents({}) == 1
+    assert await master["members"].count_documents({}) == 1
 
 
 async def test_get_finds_an_organization_by_any_name_with_its_slug(
@@ -75,7 +75,7 @@ async def test_twenty_concurrent_identical_creates_make_one_organization(
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * 19
     assert await master["organizations"].count_documents({}) == 1
-    assert await master["admins"].count_documents({}) == 1
+    assert await master["members"].count_documents({}) == 1
     assert [n for n in await master.list_collection_names() if n.startswith("org_")] == [
         "org_acme_corp"]
 
@@ -96,7 +96,7 @@ async def test_a_create_whose_collection_already_exists_is_409_and_leaves_nothin
     response = await client.post("/org/create", json=BODY)
     assert response.status_code == 409
     assert await master["organizations"].count_documents({}) == 0
-    assert await master["admins"].count_documents({}) == 0
+    assert await master["members"].count_documents({}) == 0
     assert await master["org_acme_corp"].count_documents({"foreign": True}) == 1
 
 

@@ -20,7 +20,7 @@ async def test_a_replay_returns_the_first_response_and_creates_nothing(
         assert first.status_code == replay.status_code == 201
         assert replay.json() == first.json()
         assert await lifecycle_db["organizations"].count_documents({}) == 1
-        assert await lifecycle_db["admins"].count_documents({}) == 1
+        assert await lifecycle_db["members"].count_documents({}) == 1
         await assert_consistent(lifecycle_db)
 
 

@@ -38,7 +38,7 @@ async def test_creates_past_the_limit_from_one_address_get_429_and_write_nothing
         # Refused before the password was hashed, and nothing of it written.
         assert hashed == []
         assert await master["organizations"].count_documents({}) == 3
-        assert await master["admins"].count_documents(
+        assert await master["members"].count_documents(
             {"email": {"$in": [body(n)["email"] for n in range(3, 6)]}}) == 0
         assert not {"org_flood_3", "org_flood_4", "org_flood_5"} & set(
             await master.list_collection_names())

@@ -355,7 +355,7 @@ async def assert_whole(db: Any, known: dict[str, dict[str, Any]], app: Any) -> N
         assert len(listed.json()["items"]) == len(records)
     gone = set(known) - {str(o["_id"]) for o in orgs}
     for org_id in gone:
-        assert await db["admins"].count_documents({"organization_id": ObjectId(org_id)}) == 0
+        assert await db["members"].count_documents({"organization_id": ObjectId(org_id)}) == 0
 
 
 async def retried(call: Any, attempts: int = 5) -> Any:

@@ -115,7 +115,7 @@ async def test_delete_drops_the_collection_and_only_the_own(client: httpx.AsyncC
     assert done.status_code == 200 and done.json()["deleted"] is True
     names = await master.list_collection_names()
     assert "org_acme_corp" not in names and "org_globex" in names
-    assert await master["admins"].count_documents({"email_key": acme.email}) == 0
+    assert await master["members"].count_documents({"email_key": acme.email}) == 0
 
 
 async def _state(master) -> tuple[list, list]:

@@ -75,7 +75,7 @@ async def test_create_login_get_update_delete(client: httpx.AsyncClient, master)
     assert deleted.json()["deleted"] is True
     assert "org_test_corp_updated" not in await master.list_collection_names()
     assert await master["organizations"].count_documents({}) == 0
-    assert await master["admins"].count_documents({}) == 0
+    assert await master["members"].count_documents({}) == 0
     gone = await client.post("/org/get", json={"organization_name": "Test Corp Updated"})
     assert gone.status_code == 404
     assert gone.json()["error"] == "not_found"

@@ -32,7 +32,7 @@ async def test_reads_carry_max_time_ms(mongo_url: str, settings) -> None:
     try:
         repo = RecordRepository(client[settings.MASTER_DB_NAME], max_time_ms=1234,
                                 export_batch_size=10, index_build_timeout=60)
-        tenant = TenantContext(claims=None, admin={},  # type: ignore[arg-type]
+        tenant = TenantContext(claims=None, member={},  # type: ignore[arg-type]
                                organization={"_id": ObjectId(), "collection_name": "org_probe"})
         records = repo.for_tenant(tenant)
         assert records.collection.name == "org_probe"

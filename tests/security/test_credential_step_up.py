@@ -39,7 +39,7 @@ async def update(client: httpx.AsyncClient, headers: dict[str, str], **body: Any
 
 
 async def snapshot(master: Any) -> tuple[list[Any], list[Any]]:
-    return (await master["admins"].find({}).to_list(None),
+    return (await master["members"].find({}).to_list(None),
             await master["organizations"].find({}).to_list(None))
 
 
@@ -151,7 +151,7 @@ async def test_wrong_current_passwords_count_as_failed_logins(client: httpx.Asyn
     refused = await client.post("/admin/login", json={"email": org.email,
                                                       "password": org.password})
     assert refused.status_code == 429
-    admin = await master["admins"].find_one({})
+    admin = await master["members"].find_one({})
     assert admin["token_version"] == 1
 
 

@@ -28,6 +28,7 @@ BODIES: list[tuple[str, str, dict[str, Any]]] = [
                             "new_organization_name": "Acme Two"}),
     ("DELETE", "/org/delete", {"organization_name": "Acme"}),
     ("POST", "/admin/login", {"email": "admin@acme.example.com", "password": "secure123"}),
+    ("POST", "/auth/login", {"email": "admin@acme.example.com", "password": "secure123"}),
     ("POST", "/org/records/{kind}/query", {"filter": {"data_field": 1}}),
     ("POST", "/org/indexes", {"name": "by_email", "kind": "employees",
                               "fields": [{"path": "email", "order": 1}]}),

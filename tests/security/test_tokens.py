@@ -50,7 +50,7 @@ async def test_me_returns_the_admin_and_their_organization(client: httpx.AsyncCl
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"admin_id", "email", "role", "organization"}
-    assert body["email"] == org.email and body["role"] == "org_admin"
+    assert body["email"] == org.email and body["role"] == "owner"
     assert body["organization"]["id"] == org.id
     assert body["organization"]["collection_name"] == "org_acme"
     assert "password" not in response.text and "hash" not in response.text
@@ -172,7 +172,7 @@ async def test_rename_keeps_tokens_valid(client: httpx.AsyncClient) -> None:
 
 async def test_removed_admin_token_is_refused(client: httpx.AsyncClient, master: Any) -> None:
     org = await create_org(client, "Acme")
-    await master["admins"].delete_one({"email": org.email})
+    await master["members"].delete_one({"email": org.email})
     assert_refused(await me(client, org.token))
 
 

@@ -34,7 +34,7 @@ def protected_routes() -> list[tuple[str, str]]:
 async def snapshot(master: Any) -> dict[str, Any]:
     return {
         "organizations": await master["organizations"].find({}, {"updated_at": 0}).to_list(None),
-        "admins": await master["admins"].find({}).to_list(None),
+        "admins": await master["members"].find({}).to_list(None),
         "collections": sorted(n for n in await master.list_collection_names()
                               if n.startswith("org_")),
     }

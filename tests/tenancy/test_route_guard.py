@@ -1,4 +1,5 @@
-"""No route can forget the tenant context: every route but the public ones depends on it."""
+"""No route can forget the tenant context: every route but the public ones depends on it,
+and each declares the permission it needs (or that it only acts on the caller's own account)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,12 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel
 
-from org_service.deps import delete_target, lifecycle_tenant, tenant_context, tenant_reading_record
+from org_service.deps import TenantBearer, tenant_context
 from org_service.main import create_app
 from org_service.models import RequestModel
 
-# The tenant-context dependencies, all built on tenancy.resolve_tenant: the general one, the
-# two of rename/delete that can also finish an abandoned lifecycle operation, and the record
-# read that rides along with the tenant lookup.
-TENANT_CONTEXT = {tenant_context, lifecycle_tenant, delete_target, tenant_reading_record}
-
-PUBLIC_PATHS = {"/org/create", "/org/get", "/admin/login", "/health", "/ready", "/metrics"}
+PUBLIC_PATHS = {"/org/create", "/org/get", "/admin/login", "/auth/login", "/health", "/ready",
+                "/metrics"}
 DOCS_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
@@ -37,13 +34,25 @@ def calls(dependant: Dependant) -> Iterator[Callable[..., Any] | None]:
         yield from calls(dependency)
 
 
-def test_every_non_public_route_depends_on_the_tenant_context() -> None:
+def permissions(dependant: Dependant) -> list[str]:
+    """What the route's tenant dependencies declare: a TenantBearer's permission, or that
+    of a lifecycle dependency written as a function (`deps.needs`)."""
+    return [call.permission for call in calls(dependant)
+            if isinstance(call, TenantBearer) or hasattr(call, "permission")]
+
+
+def test_every_non_public_route_depends_on_the_tenant_context_with_one_permission() -> None:
     routes = list(api_routes(create_app()))
     assert {"/org/update", "/org/delete", "/admin/me", "/org/audit", "/org/create"} <= {
         route.path for route in routes}
-    unguarded = [route.path for route in routes if route.path not in PUBLIC_PATHS
-                 and not TENANT_CONTEXT & set(calls(route.dependant))]
-    assert unguarded == []
+    declared = {(route.path, method): permissions(route.dependant)
+                for route in routes if route.path not in PUBLIC_PATHS
+                for method in route.methods}
+    assert [key for key, found in declared.items() if len(found) != 1] == []
+    assert declared[("/org/delete", "DELETE")] == ["org:delete"]
+    assert declared[("/org/update", "PUT")] == ["org:update"]
+    assert declared[("/admin/me", "GET")] == ["self"]
+    assert declared[("/org/records/{kind}/{record_id}", "GET")] == ["records:read"]
 
 
 def test_nothing_but_the_docs_bypasses_fastapi_routing() -> None:
@@ -61,7 +70,7 @@ def test_the_check_catches_a_forgotten_dependency() -> None:
         return {}
 
     routes = {route.path: route for route in api_routes(app)}
-    assert not TENANT_CONTEXT & set(calls(routes["/org/forgotten"].dependant))
+    assert permissions(routes["/org/forgotten"].dependant) == []
     assert tenant_context in set(calls(routes["/admin/me"].dependant))
 
 

@@ -18,7 +18,7 @@ def _tenant(write_deadline: float) -> TenantContext:
     claims = TokenClaims(admin_id=str(admin_id), organization_id=str(org_id), role="admin",
                          version=1)
     return TenantContext(
-        claims=claims, admin={"_id": admin_id, "organization_id": org_id},
+        claims=claims, member={"_id": admin_id, "role": "owner", "organization_id": org_id},
         organization={"_id": org_id, "state": "active", "collection_name": "org_acme"},
         write_deadline=write_deadline)
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from org_service.admins.repository import LoginFailureRepository, last_attempt
+from org_service.auth.repository import LoginFailureRepository, last_attempt
 from org_service.config import Settings
 from org_service.db import Document, utcnow
 from org_service.errors import TooManyRequests

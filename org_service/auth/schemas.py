@@ -23,6 +23,19 @@ class LoginResponse(BaseModel):
     expires_in: int
 
 
+class MemberLoginResponse(BaseModel):
+    """What /auth/login answers: the same token as /admin/login, with who it is for."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    member_id: str
+    role: str
+    organization_id: str
+    organization_name: str
+    email: str
+    expires_in: int
+
+
 class AdminPublic(BaseModel):
     admin_id: str
     email: str

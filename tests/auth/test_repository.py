@@ -17,11 +17,11 @@ async def test_the_joined_document_is_served_only_when_its_whole_filter_matches(
         client: httpx.AsyncClient, services: Any, master: Any) -> None:
     org = await create_org(client, "Acme")
     record = await add(client, org, "employees", {"name": "Ada"})
-    admin = await master["admins"].find_one({"organization_id": ObjectId(org.id)})
+    admin = await master["members"].find_one({"organization_id": ObjectId(org.id)})
     record_id = ObjectId(record["id"])
 
     def read(kind: str, document_id: ObjectId) -> Any:
-        return services.admin_repository.with_organization(
+        return services.member_repository.with_organization(
             admin["_id"], also=(org.collection_name, by_id(kind, document_id)))
 
     found = await read("employees", record_id)
@@ -31,4 +31,4 @@ async def test_the_joined_document_is_served_only_when_its_whole_filter_matches(
     assert (await read("tasks", record_id)).also is None
     assert (await read("employees", ObjectId())).also is None
     # Nothing the join needed is left on the admin, and never the password hash.
-    assert set(found.admin) == set(admin) - {"password_hash"}
+    assert set(found.member) == set(admin) - {"password_hash"}

@@ -11,8 +11,8 @@ import bcrypt
 import httpx
 import pytest
 
-from org_service.admins import throttle
-from org_service.admins.repository import LoginFailureRepository
+from org_service.auth import throttle
+from org_service.auth.repository import LoginFailureRepository
 from org_service.db import utcnow
 from org_service.main import create_app
 from tests.helpers import app_with, calls_to, client_for, create_org, login

@@ -1,0 +1,119 @@
+"""Login and identity: every member logs in at /auth/login; /admin/login keeps the seed's
+contract for the people who run the organization (owners and admins)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from org_service.audit.service import Auditor
+from org_service.auth.schemas import AdminPublic, LoginResponse, MemberLoginResponse
+from org_service.auth.throttle import LoginThrottle
+from org_service.db import Document
+from org_service.errors import (
+    MemberSuspended,
+    TenantBusy,
+    TooManyRequests,
+    Unauthorized,
+    WrongLoginRoute,
+)
+from org_service.members.repository import ACTIVE, MemberRepository
+from org_service.organizations.repository import OrganizationRepository
+from org_service.organizations.schemas import RENAMING, VISIBLE, public
+from org_service.security import HashingBusy, PasswordHasher, TokenCodec
+from org_service.tenancy import TenantContext
+
+INVALID_LOGIN = "Invalid email or password"
+
+
+class AuthService:
+    def __init__(self, *, members: MemberRepository, organizations: OrganizationRepository,
+                 hasher: PasswordHasher, tokens: TokenCodec, throttle: LoginThrottle) -> None:
+        self.members = members
+        self.organizations = organizations
+        self.hasher = hasher
+        self.tokens = tokens
+        self.throttle = throttle
+
+    async def login(self, email: str, password: str, auditor: Auditor,
+                    roles: Collection[str] | None = None) -> tuple[str, Document, Document]:
+        """The token, member and organization of a valid login; `roles` limits who may
+        log in this way (checked after the password, so it reveals nothing to a guesser)."""
+        keys = self.throttle.keys(email, auditor.info.client_address)
+        # Too many password checks queued: 503 before the attempt is even counted.
+        self.hasher.refuse_if_busy(check=True)
+        try:
+            await self.throttle.check(keys)
+            await self.throttle.reserve(keys)
+        except TooManyRequests:
+            await auditor.record("admin.login", "throttled", target=email,
+                                 reason=TooManyRequests.code)
+            raise
+        member = await self.members.get_by_email(email)
+        try:
+            # An unknown email is checked against a dummy hash, so both failures take as long.
+            valid = await self.hasher.verify(password,
+                                             member["password_hash"] if member else None)
+        except HashingBusy:
+            # Too many hashes queued: the password was never checked, so the attempt is no
+            # failure (retrying through an overload must not lock the owner out).
+            await self.throttle.refund(keys)
+            raise
+        org = (await self.organizations.get(member["organization_id"], active_only=False)
+               if member else None)
+        if not valid or member is None or org is None or org["state"] not in VISIBLE:
+            await auditor.record(
+                "admin.login", "failure", target=email, reason=Unauthorized.code,
+                admin_id=member["_id"] if member else None,
+                organization_id=member["organization_id"] if member else None)
+            raise Unauthorized(INVALID_LOGIN)
+        await self.throttle.succeeded(keys)
+        refusal: MemberSuspended | WrongLoginRoute | None = None
+        if member.get("state", ACTIVE) != ACTIVE:
+            refusal = MemberSuspended()
+        elif roles is not None and member["role"] not in roles:
+            refusal = WrongLoginRoute()
+        if refusal is not None:
+            await auditor.record("admin.login", "denied", target=email, reason=refusal.code,
+                                 admin_id=member["_id"], organization_id=org["_id"])
+            raise refusal
+        if org["state"] == RENAMING:  # a moment: the organization is moving collections
+            raise TenantBusy(str(org["_id"]))
+        await self.members.logged_in(member["_id"])
+        await auditor.record("admin.login", "success", target=email, admin_id=member["_id"],
+                             organization_id=org["_id"])
+        token = self.tokens.issue(admin_id=str(member["_id"]), organization_id=str(org["_id"]),
+                                  version=member["token_version"], role=member["role"])
+        return token, member, org
+
+    async def admin_login(self, email: str, password: str, auditor: Auditor,
+                          roles: Collection[str]) -> LoginResponse:
+        token, member, org = await self.login(email, password, auditor, roles)
+        return LoginResponse(
+            access_token=token,
+            admin_id=str(member["_id"]),
+            organization_name=org["organization_name"],
+            email=member["email"],
+            expires_in=int(self.tokens.expire.total_seconds()),
+        )
+
+    async def member_login(self, email: str, password: str, auditor: Auditor
+                           ) -> MemberLoginResponse:
+        token, member, org = await self.login(email, password, auditor)
+        return MemberLoginResponse(
+            access_token=token,
+            member_id=str(member["_id"]),
+            role=member["role"],
+            organization_id=str(org["_id"]),
+            organization_name=org["organization_name"],
+            email=member["email"],
+            expires_in=int(self.tokens.expire.total_seconds()),
+        )
+
+    @staticmethod
+    def me(tenant: TenantContext) -> AdminPublic:
+        return AdminPublic(
+            admin_id=tenant.member_id,
+            email=tenant.member["email"],
+            role=tenant.role,
+            organization=public(tenant.organization),
+        )

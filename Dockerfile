@@ -5,7 +5,9 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# LICENSE too: pyproject names it in license-files, and a build without it silently ships
+# no licence text.
+COPY pyproject.toml README.md LICENSE ./
 COPY org_service ./org_service
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
 

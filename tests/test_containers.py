@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,19 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_healthcheck() -> None:
     assert "/health" in " ".join(_exec_form("HEALTHCHECK"))
     # The embedded development database (GPL-2.0) stays out of the image.
     assert "embedded" not in " ".join(rest for ins, rest in pairs if ins == "RUN")
+
+
+def test_image_build_gets_the_licence_file() -> None:
+    # setuptools builds without a license-files entry it cannot find, silently: the image
+    # would then carry the code without the MIT notice that must go with it.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    pairs = _dockerfile()
+    build = pairs[:max(i for i, (ins, _) in enumerate(pairs) if ins == "FROM")]
+    copied = {part for ins, rest in build if ins == "COPY" and not rest.startswith("--from=")
+              for part in rest.split()[:-1]}
+    assert set(project["license-files"]) <= copied, copied
 
 
 def test_every_way_to_run_the_api_uses_asyncios_event_loop() -> None:

@@ -5,11 +5,19 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# The exact, hash-checked versions of requirements.lock (scripts/lock.sh), not whatever
+# pyproject's open ranges resolve to on build day; a layer of its own, rebuilt only when the
+# lock changes.
+COPY requirements.lock ./
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes -r requirements.lock
 # LICENSE too: pyproject names it in license-files, and a build without it silently ships
 # no licence text.
 COPY pyproject.toml README.md LICENSE ./
 COPY org_service ./org_service
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
+# --no-deps: nothing beyond the lock. pip check fails the build if the lock no longer
+# satisfies pyproject's requirements.
+RUN /opt/venv/bin/pip install --no-deps . && /opt/venv/bin/pip check
 
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1

@@ -78,6 +78,19 @@ def test_image_build_gets_the_licence_file() -> None:
     assert set(project["license-files"]) <= copied, copied
 
 
+def test_image_installs_the_hash_checked_lock_and_nothing_else() -> None:
+    pairs = _dockerfile()
+    copied = {part for ins, rest in pairs if ins == "COPY" for part in rest.split()[:-1]}
+    assert "requirements.lock" in copied
+    installs = [command.strip() for ins, rest in pairs if ins == "RUN"
+                for command in rest.split("&&") if " install " in command]
+    # The lock first, so the project's own install finds every dependency already there.
+    assert installs == ["/opt/venv/bin/pip install --require-hashes -r requirements.lock",
+                        "/opt/venv/bin/pip install --no-deps ."], installs
+    # A lock that no longer satisfies pyproject fails the build, not the first request.
+    assert any("pip check" in rest for ins, rest in pairs if ins == "RUN")
+
+
 def test_every_way_to_run_the_api_uses_asyncios_event_loop() -> None:
     # uvicorn would pick uvloop (installed with uvicorn[standard]), which left some of 256
     # new connections unanswered for over 2 s in the overload benchmark.

@@ -28,6 +28,8 @@ WORKDIR /home/app
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status != 200)"]
+# --proxy-headers believes X-Forwarded-For only from FORWARDED_ALLOW_IPS, which uvicorn reads
+# from the environment (default 127.0.0.1): no --forwarded-allow-ips here, it would win.
 # asyncio's event loop, not uvloop: under a burst of connections uvloop left some of them
 # unserved for seconds (docs/benchmarks.md, "Overload").
 CMD ["uvicorn", "org_service.main:app", "--host", "0.0.0.0", "--port", "8000", "--no-server-header", "--proxy-headers", "--no-access-log", "--loop", "asyncio"]

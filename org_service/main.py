@@ -28,7 +28,7 @@ from org_service.audit import endpoints as audit_endpoints
 from org_service.audit.repository import AuditRepository
 from org_service.audit.service import AuditLog
 from org_service.body_limit import JSONPayloadTooLarge
-from org_service.config import Settings, get_settings
+from org_service.config import Settings, get_settings, settings_or_exit
 from org_service.db import Mongo, create_client
 from org_service.deps import Services
 from org_service.embedded import EmbeddedMongo
@@ -240,4 +240,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+# What `uvicorn org_service.main:app` serves: a bad configuration stops it here, with one
+# line per problem and exit status 2.
+app = create_app(settings_or_exit())

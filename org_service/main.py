@@ -211,6 +211,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Multi-tenant organization backend: one MongoDB collection per organization.",
         lifespan=lifespan,
         max_body_size=settings.MAX_BODY_BYTES,
+        # A path with a trailing slash is an unknown path (the JSON 404 of any other), not a
+        # 307 with an empty body: a client that does not follow it gets no answer it can read,
+        # and one that does sends the request (and its body) a second time.
+        redirect_slashes=False,
     )
     app.admission = TenantAdmission(settings.MAX_TENANT_REQUESTS_IN_FLIGHT)
     app.request_admission = RequestAdmission(

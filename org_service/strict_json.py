@@ -75,8 +75,8 @@ def is_json_media_type(content_type: str) -> bool:
 
 
 def refuse_unless_json(request: Request) -> None:
-    content_type = request.headers.get("content-type")
-    if content_type is None:
+    content_type = request.headers.get("content-type", "").strip()
+    if not content_type:  # absent, or sent empty: the same thing to a caller
         # No body at all is left to the schema (a required body is a 422 naming it); a body
         # is told apart by its framing headers, without reading it here.
         length = request.headers.get("content-length", "").strip()

@@ -20,6 +20,8 @@ RECORD = {"name": "Ada Lovelace", "department": "engineering"}
 # the answer should name as sent, None when no Content-Type was sent).
 WRONG = {
     "no content type": (lambda body: {"content": json.dumps(body).encode()}, None),
+    "empty content type": (lambda body: {"content": json.dumps(body).encode(),
+                                         "headers": {"Content-Type": ""}}, None),
     "text/plain": (lambda body: {"content": json.dumps(body).encode(),
                                  "headers": {"Content-Type": "text/plain"}}, "text/plain"),
     "form": (lambda body: {"data": {k: str(v) for k, v in body.items()}},

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, get_args
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
@@ -106,15 +109,16 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value():
             return None  # `METRICS_TOKEN=` in a .env file: no token
         if len(value.get_secret_value()) < MIN_METRICS_TOKEN_CHARS:
-            raise ValueError(
-                f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_CHARS} characters")
+            raise ValueError(f"must be at least {MIN_METRICS_TOKEN_CHARS} characters (it is "
+                             f"{len(value.get_secret_value())})")
         return value
 
     @field_validator("JWT_SECRET_KEY")
     @classmethod
     def _secret_long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
-            raise ValueError(f"JWT_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes")
+        size = len(value.get_secret_value().encode())
+        if size < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes (it is {size})")
         return value
 
     @property
@@ -125,3 +129,48 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()  # type: ignore[call-arg]  # filled from the environment
+
+
+# Settings whose values never appear in an error: pydantic's own report echoes every
+# input_value (and for a missing field, every setting given), so it is never printed.
+SECRET_SETTINGS = frozenset(
+    name for name, field in Settings.model_fields.items()
+    if field.annotation is SecretStr or SecretStr in get_args(field.annotation))
+
+
+def mask_credentials(value: str) -> str:
+    """A URL with its user:password (anything up to the last `@` after the scheme) hidden;
+    greedy, so an `@` the password forgot to escape cannot leak its tail."""
+    return re.sub(r"://.*@", "://***@", value)
+
+
+def configuration_problems(error: ValidationError) -> list[str]:
+    """One line per bad setting: its name and what is wrong, with the value only for a
+    setting that is not secret (a URL's credentials masked)."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        if problem["type"] == "missing":
+            lines.append(f"{name}: is not set (in the environment or in .env)")
+            continue
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        value: Any = problem.get("input")
+        if name not in SECRET_SETTINGS and isinstance(value, str | int | float):
+            message += f" (got {mask_credentials(str(value))!r})"
+        lines.append(f"{name}: {message}")
+    return lines
+
+
+def settings_or_exit() -> Settings:
+    """The settings for a server process: on a bad configuration it prints one line per
+    problem to stderr and exits 2, where a traceback would bury the cause and print
+    secrets."""
+    try:
+        return get_settings()
+    except ValidationError as error:
+        for line in configuration_problems(error):
+            print(f"configuration error: {line}", file=sys.stderr)
+        # Uvicorn lets a SystemExit raised while importing the app end the process with its
+        # status and no traceback; `from None` keeps the ValidationError out of it even if
+        # something up there prints the exception.
+        raise SystemExit(2) from None

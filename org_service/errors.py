@@ -93,6 +93,11 @@ class PayloadTooLarge(ServiceError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 class Unprocessable(ServiceError):
     status_code = 422
     code = "validation_error"

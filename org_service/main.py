@@ -29,7 +29,7 @@ from org_service.auth.repository import LoginFailureRepository
 from org_service.auth.service import AuthService
 from org_service.auth.throttle import CreateThrottle, LoginThrottle
 from org_service.body_limit import JSONPayloadTooLarge
-from org_service.config import Settings, get_settings
+from org_service.config import Settings, get_settings, settings_or_exit
 from org_service.db import Mongo, create_client
 from org_service.deps import Services
 from org_service.embedded import EmbeddedMongo
@@ -221,6 +221,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Multi-tenant organization backend: one MongoDB collection per organization.",
         lifespan=lifespan,
         max_body_size=settings.MAX_BODY_BYTES,
+        # A path with a trailing slash is an unknown path (the JSON 404 of any other), not a
+        # 307 with an empty body: a client that does not follow it gets no answer it can read,
+        # and one that does sends the request (and its body) a second time.
+        redirect_slashes=False,
     )
     app.admission = TenantAdmission(settings.MAX_TENANT_REQUESTS_IN_FLIGHT)
     app.request_admission = RequestAdmission(
@@ -252,4 +256,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+# What `uvicorn org_service.main:app` serves: a bad configuration stops it here, with one
+# line per problem and exit status 2.
+app = create_app(settings_or_exit())

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
+import pytest
 from fastapi.routing import APIRoute
 
 from org_service.audit.endpoints import router as audit_router
@@ -38,3 +42,21 @@ def test_a_router_route_keeps_what_its_router_gave_it() -> None:
     assert route.tags == ["Tenant records"]
     assert route.max_body_size == BULK_MAX_BODY_BYTES
     assert 401 in route.responses and 403 in route.responses
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/org/create/"), ("POST", "/org/get/"), ("PUT", "/org/update/"),
+    ("GET", "/admin/me/"), ("GET", "/org/records/people/"), ("GET", "/health/"),
+    ("GET", "/ready/"), ("GET", "/openapi.json/"), ("GET", "/no/such/path"),
+])
+async def test_a_path_with_a_trailing_slash_is_the_json_404_of_any_unknown_path(
+        client: httpx.AsyncClient, master: Any, method: str, path: str) -> None:
+    # Starlette's default answered these 307 with an empty body and a Location; the routes
+    # are the paths without the slash, and anything else is an unknown path.
+    response = await client.request(method, path, json={
+        "organization_name": "Acme Corp", "email": "admin@acme.com", "password": "secure123"})
+    assert response.status_code == 404, response.text
+    assert "location" not in response.headers
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == {"error": "not_found", "detail": "Not Found"}
+    assert await master["organizations"].count_documents({}) == 0

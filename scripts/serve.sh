@@ -4,8 +4,10 @@
 # EMBEDDED_DATA_DIR (.data unless the environment or .env says otherwise).
 set -euo pipefail
 source "$(dirname "$0")/_setup.sh"
-# The settings as the app reads them (environment, then .env): one source of truth.
-settings=$(.venv/bin/python -m org_service.preflight) || exit 1
+# The settings as the app reads them (environment, then .env): one source of truth. It
+# also refuses at once, in one line, a port or a data folder another instance holds.
+settings=$(.venv/bin/python -m org_service.preflight --host "${HOST:-127.0.0.1}" \
+  --port "${PORT:-8000}") || exit 1
 eval "$settings"
 if [ -z "$secret_configured" ]; then
   # A development secret, generated once and kept with the embedded data.

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from org_service.embedded import free_port
+from org_service.embedded import DataDirectoryInUse, EmbeddedMongo, free_port, lock_data_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 # Settings a developer's shell may hold that would point serve.sh elsewhere.
@@ -158,3 +158,54 @@ def test_preflight_names_an_invalid_setting_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         "invalid setting BCRYPT_ROUNDS in the environment or .env: "
         "Input should be greater than or equal to 4"]
+
+
+def refused(**settings: str) -> tuple[int, list[str], float]:
+    """serve.sh run to its end: exit status, output lines, seconds it took."""
+    started = time.monotonic()
+    result = subprocess.run(["bash", "scripts/serve.sh"], cwd=ROOT, env=serve_env(**settings),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=120)
+    return result.returncode, result.stdout.splitlines(), time.monotonic() - started
+
+
+def test_a_second_serve_on_a_taken_data_folder_or_port_is_refused_in_one_line(
+        tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = Served(data_dir)
+    try:
+        same_folder = refused(EMBEDDED_DATA_DIR=str(data_dir), PORT=str(free_port()))
+        same_port = refused(EMBEDDED_DATA_DIR=str(tmp_path / "other"), PORT=str(first.port))
+        # The first one is unharmed.
+        assert httpx.get(f"{first.url}/ready", timeout=5).status_code == 200
+    finally:
+        first.stop()
+    status, lines, seconds = same_folder
+    assert status != 0 and seconds < 15, (status, seconds)
+    assert lines == [str(DataDirectoryInUse(str(data_dir / "db")))]
+    status, lines, seconds = same_port
+    assert status != 0 and seconds < 15, (status, seconds)
+    assert len(lines) == 1 and lines[0].startswith(f"port {first.port} on 127.0.0.1 is "
+                                                   "already in use"), lines
+    assert not (tmp_path / "other").exists()  # refused before anything was created
+
+
+def test_the_embedded_database_refuses_a_locked_folder_without_starting(
+        tmp_path: Path) -> None:
+    storage = str(tmp_path / "db")
+    held = lock_data_directory(storage)
+    try:
+        server = EmbeddedMongo(storage)
+        started = time.monotonic()
+        with pytest.raises(DataDirectoryInUse, match="is in use by another"):
+            server.start()
+        assert server.process is None and time.monotonic() - started < 1
+    finally:
+        os.close(held)
+    server.start()  # free again once the holder lets go
+    try:
+        with pytest.raises(DataDirectoryInUse):
+            lock_data_directory(storage)  # and now it holds the folder itself
+    finally:
+        server.stop()
+    os.close(lock_data_directory(storage))  # stop() let go of it

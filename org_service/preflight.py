@@ -44,7 +44,6 @@ def describe_problem(error: ValidationError) -> str:
 def shell_assignments(settings: ServeSettings) -> str:
     values = {
         "data_dir": str(settings.EMBEDDED_DATA_DIR),
-        "embedded": "" if settings.MONGODB_URL else "1",
         "secret_configured": "1" if settings.JWT_SECRET_KEY is not None else "",
     }
     return "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())

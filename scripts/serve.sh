@@ -19,8 +19,5 @@ if [ -z "$secret_configured" ]; then
   JWT_SECRET_KEY=$(cat "$data_dir/jwt_secret")
   export JWT_SECRET_KEY
 fi
-if [ -n "$embedded" ]; then
-  echo "MONGODB_URL is not set: using the embedded SecantusDB (data in $data_dir/db)"
-fi
 exec .venv/bin/uvicorn org_service.main:app --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" \
   --no-server-header --no-access-log --loop asyncio "$@"

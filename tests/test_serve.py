@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -144,12 +145,12 @@ def test_preflight_reads_settings_as_the_app_does(tmp_path: Path) -> None:
     from_dotenv = preflight(tmp_path)
     assert from_dotenv.returncode == 0, from_dotenv.stderr
     assert from_dotenv.stdout.splitlines() == [
-        "data_dir=from-dotenv", "embedded=''", "secret_configured=''"]
+        "data_dir=from-dotenv", "secret_configured=''"]
     # The environment wins over .env, as in pydantic-settings; the value is shell-quoted.
     from_env = preflight(tmp_path, EMBEDDED_DATA_DIR="it's here", MONGODB_URL="",
                          JWT_SECRET_KEY="x" * 32)
     assert from_env.stdout.splitlines() == [
-        "data_dir='it'\"'\"'s here'", "embedded=1", "secret_configured=1"]
+        "data_dir='it'\"'\"'s here'", "secret_configured=1"]
 
 
 def test_preflight_names_an_invalid_setting_in_one_line(tmp_path: Path) -> None:
@@ -209,3 +210,17 @@ def test_the_embedded_database_refuses_a_locked_folder_without_starting(
     finally:
         server.stop()
     os.close(lock_data_directory(storage))  # stop() let go of it
+
+
+def test_serve_says_everything_in_json_lines_and_the_embedded_database_once(
+        data_dir: Path) -> None:
+    output = Served(data_dir).stop()
+    lines = [json.loads(line) for line in output.splitlines()]  # each one a JSON object
+    messages = [line["message"] for line in lines]
+    assert sum("MONGODB_URL is not set" in message for message in messages) == 1, messages
+    # uvicorn's own lines, through the app's formatter, from start to finish.
+    loggers = {line["logger"] for line in lines}
+    assert {"uvicorn.error", "org_service"} <= loggers, loggers
+    assert any(message.startswith("Uvicorn running on") for message in messages)
+    assert any(message.startswith("Finished server process") for message in messages)
+    assert all("color_message" not in line for line in lines)

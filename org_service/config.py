@@ -122,6 +122,10 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def embedded_storage_path(self) -> Path:
+        return self.EMBEDDED_DATA_DIR / "db"
+
+    @property
     def cors_origins(self) -> list[str]:
         return [origin.strip() for origin in self.CORS_ORIGINS.split(",") if origin.strip()]
 

@@ -7,7 +7,9 @@ only with the `embedded` extra; production images run against MongoDB and never 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -41,6 +43,36 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+LOCK_FILE = "org_service.lock"
+
+
+class DataDirectoryInUse(RuntimeError):
+    """Another process runs an embedded SecantusDB on this data folder."""
+
+    def __init__(self, storage_path: str) -> None:
+        super().__init__(
+            f"the data folder {storage_path} is in use by another org_service instance "
+            "(its embedded SecantusDB): stop that one, or set EMBEDDED_DATA_DIR to another "
+            "folder")
+
+
+def lock_data_directory(storage_path: str) -> int:
+    """Lock the folder for this process (an open file descriptor; closing it unlocks).
+
+    Two SecantusDB servers on one folder fight over WiredTiger's own lock: the second
+    prints a traceback per attempt until it gives up. An flock is released by the kernel
+    when its holder dies, even by SIGKILL, so a crashed API never leaves the folder locked.
+    """
+    Path(storage_path).mkdir(parents=True, exist_ok=True)
+    fd = os.open(Path(storage_path) / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirectoryInUse(storage_path) from None
+    return fd
+
+
 def _executable() -> str:
     beside_python = Path(sys.executable).with_name("secantusd-py")
     found = str(beside_python) if beside_python.exists() else shutil.which("secantusd-py")
@@ -68,14 +100,17 @@ class EmbeddedMongo:
         self.sync_on_commit = sync_on_commit
         self.test_commands = test_commands
         self.process: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None
 
     @property
     def url(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def start(self, timeout: float = 60.0) -> EmbeddedMongo:
-        if self.storage_path != ":memory:":
-            Path(self.storage_path).mkdir(parents=True, exist_ok=True)
+        if self.storage_path != ":memory:" and self._lock is None:
+            # Held until stop(), across kill() and a restart: the folder stays this
+            # process's while its server is down.
+            self._lock = lock_data_directory(self.storage_path)
         command = [_executable(), "--host", "127.0.0.1", "--port", str(self.port),
                    "--storage-path", self.storage_path, "--log-level", "WARNING"]
         if self.sync_on_commit:
@@ -123,6 +158,14 @@ class EmbeddedMongo:
             self.process.wait(timeout=30)
 
     def stop(self) -> None:
+        try:
+            self._stop_process()
+        finally:
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
+
+    def _stop_process(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()

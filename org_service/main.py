@@ -190,7 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         embedded: EmbeddedMongo | None = None
         url = settings.MONGODB_URL
         if not url:
-            data_dir = settings.EMBEDDED_DATA_DIR / "db"
+            data_dir = settings.embedded_storage_path
             embedded = EmbeddedMongo(str(data_dir)).start()
             url = embedded.url
             log.warning("MONGODB_URL is not set: started embedded SecantusDB on port %s with "

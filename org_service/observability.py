@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from pymongo import monitoring
 from pymongo.errors import PyMongoError
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from org_service.admission import RequestAdmission
@@ -49,8 +50,13 @@ access_log = logging.getLogger("org_service.access")
 log = logging.getLogger(__name__)
 
 
+# "uvicorn.error" has no handler of its own: it propagates to "uvicorn".
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.access")
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    """JSON lines on stdout for everything the `org_service` loggers say (idempotent)."""
+    """JSON lines on stdout for everything the `org_service` loggers say, and for uvicorn's
+    own lines too (idempotent)."""
     # Our lines carry none of these, yet every LogRecord would gather them: the caller's
     # file and line (a stack walk), thread, process and multiprocessing names. Switched off
     # as the logging HOWTO's "Optimization" section describes; about 60 µs of CPU per
@@ -61,17 +67,33 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.logMultiprocessing = False
     logger = logging.getLogger("org_service")
     logger.setLevel(level)
-    if not any(getattr(h, "_org_service_json", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(json_formatter())
-        handler._org_service_json = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    _log_json_only(logger)
+    # uvicorn configured its loggers before it imported the app, with plain-text handlers on
+    # stderr: replaced here, before it says "Started server process", so whoever reads this
+    # process's output gets one format. uvicorn keeps its own levels.
+    for name in UVICORN_LOGGERS:
+        uvicorn_logger = logging.getLogger(name)
+        _log_json_only(uvicorn_logger)
+        uvicorn_logger.propagate = False
+
+
+def _log_json_only(logger: logging.Logger) -> None:
+    if any(getattr(h, "_org_service_json", False) for h in logger.handlers):
+        return
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(json_formatter())
+    handler._org_service_json = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
 
 
 def json_formatter() -> JsonFormatter:
     return JsonFormatter("{asctime}{levelname}{name}{message}", style="{",
                          rename_fields={"asctime": "time", "levelname": "level",
-                                        "name": "logger"})
+                                        "name": "logger"},
+                         # uvicorn adds an ANSI-coloured copy of its message to each record.
+                         reserved_attrs=[*RESERVED_ATTRS, "color_message"])
 
 
 def accepted_request_id(value: str | None) -> str:

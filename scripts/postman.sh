@@ -2,6 +2,8 @@
 # Run the Postman collection with Newman against a throwaway API on the embedded database.
 # Exits non-zero on any failed assertion; the API and its data are always removed.
 set -euo pipefail
+source "$(dirname "$0")/_need_node.sh"
+need_node scripts/postman.sh
 source "$(dirname "$0")/_setup.sh"
 root=$(pwd)
 NEWMAN_VERSION=6.2.2

@@ -12,13 +12,15 @@ MIN_SECRET_BYTES = 32
 MIN_METRICS_TOKEN_CHARS = 16
 
 
-class Settings(BaseSettings):
+class OperatorSettings(BaseSettings):
+    """Every setting but the token secret: all the operator CLI (org_service/cli.py) reads,
+    so it runs where JWT_SECRET_KEY is not at hand."""
+
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # Unset: the app starts an embedded SecantusDB under EMBEDDED_DATA_DIR (development only).
     MONGODB_URL: str | None = None
     MASTER_DB_NAME: str = Field(default="master_db", min_length=1, max_length=38)
-    JWT_SECRET_KEY: SecretStr
     JWT_EXPIRE_MINUTES: int = Field(default=60, ge=1, le=24 * 60)
     BCRYPT_ROUNDS: int = Field(default=12, ge=4, le=16)
     # Comma-separated origins, e.g. "https://app.example.com,https://admin.example.com".
@@ -110,16 +112,22 @@ class Settings(BaseSettings):
                 f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_CHARS} characters")
         return value
 
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.CORS_ORIGINS.split(",") if origin.strip()]
+
+
+class Settings(OperatorSettings):
+    """What the API reads."""
+
+    JWT_SECRET_KEY: SecretStr
+
     @field_validator("JWT_SECRET_KEY")
     @classmethod
     def _secret_long_enough(cls, value: SecretStr) -> SecretStr:
         if len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"JWT_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes")
         return value
-
-    @property
-    def cors_origins(self) -> list[str]:
-        return [origin.strip() for origin in self.CORS_ORIGINS.split(",") if origin.strip()]
 
 
 @lru_cache

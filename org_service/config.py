@@ -33,8 +33,10 @@ class OperatorSettings(BaseSettings):
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
     # Deadline of every database operation of a tenant request. A rename or delete waits
     # this long (after marking the organization) before it folds back or drops any straggler
-    # collection a request that resolved the old name may have re-created; it runs after the
-    # response, so it costs the caller nothing.
+    # collection a request that resolved the old name may have re-created. That runs after
+    # its response, but a create of the name given up, or the next rename or delete of the
+    # organization, waits for it (this + 250 ms at most). Shorter is not safe: measured in
+    # docs/lifecycle.md, 1000-1500 ms cut off (503) many writes of a loaded machine.
     TENANT_REQUEST_TIMEOUT_MS: int = Field(default=3000, ge=50, le=60_000)
     # How long a lifecycle operation (create/rename/delete) belongs to the process running
     # it; after that, startup recovery or the periodic sweep finishes or undoes it.

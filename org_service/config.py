@@ -15,13 +15,15 @@ MIN_SECRET_BYTES = 32
 MIN_METRICS_TOKEN_CHARS = 16
 
 
-class Settings(BaseSettings):
+class OperatorSettings(BaseSettings):
+    """Every setting but the token secret: all the operator CLI (org_service/cli.py) reads,
+    so it runs where JWT_SECRET_KEY is not at hand."""
+
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # Unset: the app starts an embedded SecantusDB under EMBEDDED_DATA_DIR (development only).
     MONGODB_URL: str | None = None
     MASTER_DB_NAME: str = Field(default="master_db", min_length=1, max_length=38)
-    JWT_SECRET_KEY: SecretStr
     JWT_EXPIRE_MINUTES: int = Field(default=60, ge=1, le=24 * 60)
     BCRYPT_ROUNDS: int = Field(default=12, ge=4, le=16)
     # Comma-separated origins, e.g. "https://app.example.com,https://admin.example.com".
@@ -34,8 +36,10 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
     # Deadline of every database operation of a tenant request. A rename or delete waits
     # this long (after marking the organization) before it folds back or drops any straggler
-    # collection a request that resolved the old name may have re-created; it runs after the
-    # response, so it costs the caller nothing.
+    # collection a request that resolved the old name may have re-created. That runs after
+    # its response, but a create of the name given up, or the next rename or delete of the
+    # organization, waits for it (this + 250 ms at most). Shorter is not safe: measured in
+    # docs/lifecycle.md, 1000-1500 ms cut off (503) many writes of a loaded machine.
     TENANT_REQUEST_TIMEOUT_MS: int = Field(default=3000, ge=50, le=60_000)
     # How long a lifecycle operation (create/rename/delete) belongs to the process running
     # it; after that, startup recovery or the periodic sweep finishes or undoes it.
@@ -113,6 +117,20 @@ class Settings(BaseSettings):
                              f"{len(value.get_secret_value())})")
         return value
 
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.CORS_ORIGINS.split(",") if origin.strip()]
+
+    @property
+    def embedded_storage_path(self) -> Path:
+        return self.EMBEDDED_DATA_DIR / "db"
+
+
+class Settings(OperatorSettings):
+    """What the API reads."""
+
+    JWT_SECRET_KEY: SecretStr
+
     @field_validator("JWT_SECRET_KEY")
     @classmethod
     def _secret_long_enough(cls, value: SecretStr) -> SecretStr:
@@ -120,14 +138,6 @@ class Settings(BaseSettings):
         if size < MIN_SECRET_BYTES:
             raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes (it is {size})")
         return value
-
-    @property
-    def embedded_storage_path(self) -> Path:
-        return self.EMBEDDED_DATA_DIR / "db"
-
-    @property
-    def cors_origins(self) -> list[str]:
-        return [origin.strip() for origin in self.CORS_ORIGINS.split(",") if origin.strip()]
 
 
 @lru_cache

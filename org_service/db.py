@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.monitoring import CommandListener
 
-from org_service.config import Settings
+from org_service.config import OperatorSettings
 
 Document = dict[str, Any]
 
@@ -32,7 +32,7 @@ def object_id(value: object) -> ObjectId | None:
         return None
 
 
-def create_client(url: str, settings: Settings,
+def create_client(url: str, settings: OperatorSettings,
                   listeners: list[CommandListener] | None = None) -> AsyncMongoClient[Document]:
     timeout = settings.MONGODB_TIMEOUT_MS
     return AsyncMongoClient(

@@ -24,6 +24,32 @@ from pymongo.errors import PyMongoError
 log = logging.getLogger(__name__)
 
 
+# In EMBEDDED_DATA_DIR while an API runs the embedded server there: where it answers, for
+# the operator CLI, which cannot start a second server on the same data.
+URL_FILE = "embedded-db.url"
+
+
+def publish_url(data_dir: Path, url: str) -> None:
+    path = data_dir / URL_FILE
+    partial = path.with_suffix(".partial")
+    partial.write_text(url + "\n")
+    partial.replace(path)  # whole or not at all: a reader never sees half a URL
+
+
+def published_url(data_dir: Path) -> str | None:
+    """The URL an API published (None: none runs, or it was killed before it could take
+    the file away: then nothing answers there)."""
+    try:
+        return (data_dir / URL_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def withdraw_url(data_dir: Path, url: str) -> None:
+    if published_url(data_dir) == url:
+        (data_dir / URL_FILE).unlink(missing_ok=True)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -32,7 +32,7 @@ from org_service.body_limit import JSONPayloadTooLarge
 from org_service.config import Settings, get_settings, settings_or_exit
 from org_service.db import Mongo, create_client
 from org_service.deps import Services
-from org_service.embedded import EmbeddedMongo
+from org_service.embedded import EmbeddedMongo, publish_url, withdraw_url
 from org_service.errors import install_error_handlers
 from org_service.keys import ServiceKeys
 from org_service.members import endpoints as member_endpoints
@@ -193,6 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             data_dir = settings.embedded_storage_path
             embedded = EmbeddedMongo(str(data_dir)).start()
             url = embedded.url
+            publish_url(settings.EMBEDDED_DATA_DIR, url)
             log.warning("MONGODB_URL is not set: started embedded SecantusDB on port %s with "
                         "data in %s (development only; it stops with the API)",
                         embedded.port, data_dir)
@@ -213,6 +214,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.lifecycle.close()
             await mongo.close()
             if embedded is not None:
+                withdraw_url(settings.EMBEDDED_DATA_DIR, embedded.url)
                 embedded.stop()
 
     app = OrgServiceAPI(

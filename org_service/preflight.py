@@ -16,7 +16,7 @@ import sys
 
 from pydantic import SecretStr, ValidationError, field_validator
 
-from org_service.config import Settings
+from org_service.config import Settings, configuration_problems
 from org_service.embedded import DataDirectoryInUse, lock_data_directory
 
 
@@ -32,13 +32,6 @@ class ServeSettings(Settings):
         if value is None or not value.get_secret_value():
             return None  # `JWT_SECRET_KEY=` in a .env file: none configured
         return Settings._secret_long_enough(value)
-
-
-def describe_problem(error: ValidationError) -> str:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"])
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"invalid setting {field} in the environment or .env: {first['msg']}{more}"
 
 
 def shell_assignments(settings: ServeSettings) -> str:
@@ -79,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = ServeSettings()
     except ValidationError as error:
-        print(describe_problem(error), file=sys.stderr)
+        for line in configuration_problems(error):
+            print(f"configuration error: {line}", file=sys.stderr)
         return 1
     problem = port_problem(args.host, args.port)
     if problem is None and not settings.MONGODB_URL:

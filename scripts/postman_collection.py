@@ -26,7 +26,8 @@ def js(*lines: str) -> dict[str, Any]:
 def req(name: str, method: str, path: str, *, body: Any = None, auth: str | None = None,
         headers: dict[str, str] | None = None, tests: list[str] | tuple[str, ...] = (),
         pre: list[str] | tuple[str, ...] = (), desc: str | None = None) -> dict[str, Any]:
-    h = []
+    # Every request says it comes from this run's own address: see CLIENT_ADDRESS.
+    h = [{"key": "X-Forwarded-For", "value": "{{client_address}}"}]
     if body is not None:
         h.append({"key": "Content-Type", "value": "application/json"})
     if auth:
@@ -88,10 +89,24 @@ health = {"name": "Health", "item": [
         '});']),
 ]}
 
+# The login and create throttles count per client address. Run against a developer's own
+# API on 127.0.0.1, the collection's failed logins and creates would count against the
+# developer's address and lock them out of their own server (20 failed logins per 15 min,
+# 20 creates per hour). uvicorn believes X-Forwarded-For from 127.0.0.1 (its default
+# FORWARDED_ALLOW_IPS), so each run comes from an address of its own in 198.18.0.0/15 (set
+# aside for benchmarks, RFC 2544). From another host the header is ignored: the collection
+# then counts against that host's address (`org-service throttle clear --address` clears it).
+CLIENT_ADDRESS = [
+    'pm.collectionVariables.set("client_address", "198." + (18 + Math.floor(Math.random() * 2))',
+    '  + "." + Math.floor(Math.random() * 256) + "." + (1 + Math.floor(Math.random() * 254)));',
+]
+
 new_run = [
     '// A fresh suffix per run: reruns against a persistent database never collide.',
     'const runId = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);',
     'pm.collectionVariables.set("run_id", runId);',
+    '// And a fresh client address: the throttles of one run do not carry over to the next.',
+    *CLIENT_ADDRESS,
     'pm.collectionVariables.set("org_a_name", "Postman A " + runId);',
     'pm.collectionVariables.set("org_a_email", "admin-a-" + runId + "@example.com");',
     'pm.collectionVariables.set("org_b_name", "Postman B " + runId);',
@@ -387,7 +402,9 @@ def documents(idempotency: bool) -> dict[str, str]:
             "description": "Every route of org_service, with tests. Run it with scripts/postman.sh "
                            "(Newman against a throwaway API), or import it with "
                            "local.postman_environment.json and run it against your own API. "
-                           "Each run uses fresh names, so reruns against a persistent database pass.",
+                           "Each run uses fresh names, so reruns against a persistent database pass, "
+                           "and its own client address (X-Forwarded-For, believed from 127.0.0.1), "
+                           "so its failed logins and creates do not throttle yours.",
             "schema": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json",
         },
         "item": [health, organizations, auth, records, audit, lifecycle],
@@ -395,6 +412,9 @@ def documents(idempotency: bool) -> dict[str, str]:
             {"listen": "prerequest", "script": js(
                 'if (!pm.collectionVariables.get("run_id")) {',
                 '  pm.collectionVariables.set("run_id", Date.now().toString(36));',
+                '}',
+                'if (!pm.collectionVariables.get("client_address")) {',
+                *("  " + line for line in CLIENT_ADDRESS),
                 '}')},
             {"listen": "test", "script": js(
                 'pm.test("[every request] answers with an X-Request-ID and no server error", () => {',
@@ -403,7 +423,7 @@ def documents(idempotency: bool) -> dict[str, str]:
                 '});')},
         ],
         "variable": [{"key": k, "value": ""} for k in
-                     ("run_id", "org_a_name", "org_a_email", "org_a_id",
+                     ("run_id", "client_address", "org_a_name", "org_a_email", "org_a_id",
                       "org_b_name", "org_b_email", "org_b_id", "audit_cursor", "record_id", "records_next")],
     }
 

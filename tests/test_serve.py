@@ -157,8 +157,8 @@ def test_preflight_names_an_invalid_setting_in_one_line(tmp_path: Path) -> None:
     result = preflight(tmp_path, BCRYPT_ROUNDS="2")
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        "invalid setting BCRYPT_ROUNDS in the environment or .env: "
-        "Input should be greater than or equal to 4"]
+        "configuration error: BCRYPT_ROUNDS: Input should be greater than or equal to 4 "
+        "(got '2')"]
 
 
 def refused(**settings: str) -> tuple[int, list[str], float]:

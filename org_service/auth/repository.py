@@ -40,9 +40,11 @@ class LoginFailureRepository:
         cursor = self.collection.find({"_id": {"$in": keys}, "expires_at": {"$gt": now}})
         return await cursor.to_list(None)
 
-    async def add_failure(self, key: str, now: datetime, window: timedelta) -> Document:
+    async def add_failure(self, key: str, now: datetime, window: timedelta,
+                          about: Document | None = None) -> Document:
         """Count one attempt atomically and return the counter as it is now, with
-        `previous_at`: the time of the attempt counted before this one (None if none)."""
+        `previous_at`: the time of the attempt counted before this one (None if none).
+        `about` is stored with a new counter: whom it counts (see `clear_about`)."""
         # An expired window starts over; a live one keeps its end, so more attempts never
         # extend it.
         await self.collection.delete_one({"_id": key, "expires_at": {"$lte": now}})
@@ -59,8 +61,8 @@ class LoginFailureRepository:
                 return_document=ReturnDocument.AFTER)
             if counter is not None:
                 return {**counter, "previous_at": _previous_attempt(counter)}
-            created = {"_id": key, "failures": 1, "started_at": now, "recent": [now],
-                       "expires_at": now + window}
+            created = {**(about or {}), "_id": key, "failures": 1, "started_at": now,
+                       "recent": [now], "expires_at": now + window}
             try:
                 await self.collection.insert_one(created)
                 return {**created, "previous_at": None}
@@ -76,3 +78,20 @@ class LoginFailureRepository:
 
     async def clear(self, key: str) -> None:
         await self.collection.delete_one({"_id": key})
+
+    async def clear_about(self, keys: list[str], now: datetime, *, address: str | None = None,
+                          email: str | None = None) -> int:
+        """Delete the live counters `keys` and every live counter about this client address
+        or this email (its hashed key); how many. Expired ones count for nothing and are
+        left to the TTL sweep."""
+        about: list[Document] = [{"_id": {"$in": keys}}]
+        if address is not None:
+            about.append({"address": address})
+        if email is not None:
+            about.append({"email": email})
+        result = await self.collection.delete_many({"$or": about, "expires_at": {"$gt": now}})
+        return result.deleted_count
+
+    async def all_active(self, now: datetime) -> list[Document]:
+        cursor = self.collection.find({"expires_at": {"$gt": now}}).sort("expires_at", 1)
+        return await cursor.to_list(None)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from org_service.auth.repository import LoginFailureRepository, last_attempt
-from org_service.config import Settings
+from org_service.config import OperatorSettings
 from org_service.db import Document, utcnow
 from org_service.errors import TooManyRequests
 from org_service.models import email_key
@@ -85,12 +85,16 @@ class AttemptCounter:
             self._limit(counter).wait(counter, counter["failures"], last_attempt(counter), now)
             for counter in counters])
 
-    async def reserve(self, keys: Sequence[str]) -> None:
+    async def reserve(self, keys: Sequence[str],
+                      about: Mapping[str, Document] | None = None) -> None:
         """Count this attempt before the costly work, so concurrent attempts cannot slip
         past a limit between a check and a count: each one sees the attempts counted before
-        it, and one that had to wait is refused (429) without the work."""
+        it, and one that had to wait is refused (429) without the work. `about`: per key,
+        whom a new counter counts, so an operator can clear it (`clear_throttling`)."""
         now = utcnow()
-        counters = [await self.repository.add_failure(key, now, self.window) for key in keys]
+        about = about or {}
+        counters = [await self.repository.add_failure(key, now, self.window, about.get(key))
+                    for key in keys]
         self._raise_if_waiting([
             self._limit(counter).wait(counter, counter["failures"] - 1,
                                       counter["previous_at"], now)
@@ -109,13 +113,21 @@ class LoginKeys:
     pair: str  # this email from this address
     address: str
     account: str  # this email from anywhere
+    client_address: str
 
     def all(self) -> tuple[str, str, str]:
         return self.pair, self.address, self.account
 
+    def about(self) -> dict[str, Document]:
+        # The address in clear (the audit trail keeps it too); the email only as the key
+        # of its own counter, so the collection still holds no email in clear.
+        return {self.pair: {"address": self.client_address, "email": self.account},
+                self.address: {"address": self.client_address},
+                self.account: {"email": self.account}}
+
 
 class LoginThrottle:
-    def __init__(self, repository: LoginFailureRepository, settings: Settings) -> None:
+    def __init__(self, repository: LoginFailureRepository, settings: OperatorSettings) -> None:
         self.counter = AttemptCounter(
             repository, window_seconds=settings.LOGIN_WINDOW_SECONDS,
             refusal="Too many failed logins; retry later",
@@ -131,7 +143,7 @@ class LoginThrottle:
     def keys(email: str, client_address: str | None) -> LoginKeys:
         account, address = email_key(email), client_address or "unknown"
         return LoginKeys(pair=_key("pair", account, address), address=_key("address", address),
-                         account=_key("email", account))
+                         account=_key("email", account), client_address=address)
 
     async def check(self, keys: LoginKeys) -> None:
         """Raise 429 (with Retry-After) while this email or address is throttled."""
@@ -140,7 +152,7 @@ class LoginThrottle:
     async def reserve(self, keys: LoginKeys) -> None:
         """Count the attempt as a failure before the password is checked; the attempt that
         goes past a limit is refused (429) without a password check."""
-        await self.counter.reserve(keys.all())
+        await self.counter.reserve(keys.all(), keys.about())
 
     async def refund(self, keys: LoginKeys) -> None:
         """Take back a reserved attempt whose password was never checked (e.g. 503)."""
@@ -157,7 +169,7 @@ class LoginThrottle:
 class CreateThrottle:
     """Public creates per client address: each costs a password hash, 409s included."""
 
-    def __init__(self, repository: LoginFailureRepository, settings: Settings) -> None:
+    def __init__(self, repository: LoginFailureRepository, settings: OperatorSettings) -> None:
         self.counter = AttemptCounter(
             repository, window_seconds=settings.CREATE_WINDOW_SECONDS,
             refusal="Too many organizations created from this address; retry later",
@@ -171,8 +183,64 @@ class CreateThrottle:
         """Count a create from this address, or raise 429; the key, for `refund`."""
         key = self.key(client_address)
         await self.counter.check([key])
-        await self.counter.reserve([key])
+        await self.counter.reserve([key], {key: {"address": client_address or "unknown"}})
         return key
 
     async def refund(self, key: str) -> None:
         await self.counter.refund([key])
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleEntry:
+    """One live counter, as an operator sees it."""
+
+    kind: str  # pair (an email from an address), address, email (from anywhere), create
+    address: str | None
+    email_key: str | None  # the email's hashed key: emails are not kept in clear
+    attempts: int
+    limit: int
+    until: datetime
+
+    @property
+    def throttled(self) -> bool:
+        return self.attempts >= self.limit
+
+
+class ThrottleAdmin:
+    """What an operator does to the counters of both throttles (org_service/cli.py)."""
+
+    def __init__(self, repository: LoginFailureRepository, settings: OperatorSettings) -> None:
+        self.repository = repository
+        self.limits = {**LoginThrottle(repository, settings).counter.limits,
+                       **CreateThrottle(repository, settings).counter.limits}
+
+    async def clear(self, *, address: str | None = None, email: str | None = None) -> int:
+        """Forget every live counter about this client address (its failed logins, for any
+        email, and its creates) and/or this email (from any address); how many."""
+        keys: list[str] = []
+        account = None
+        if address is not None:
+            keys += [_key("address", address), CreateThrottle.key(address)]
+        if email is not None:
+            account = _key("email", email_key(email))
+            keys.append(account)
+        if address is not None and email is not None:
+            # Counters from before they recorded whom they count: only their keys match.
+            keys.append(LoginThrottle.keys(email, address).pair)
+        return await self.repository.clear_about(keys, utcnow(), address=address,
+                                                 email=account)
+
+    async def entries(self) -> list[ThrottleEntry]:
+        """Every live counter, the soonest to end first."""
+        found = []
+        for counter in await self.repository.all_active(utcnow()):
+            kind = counter["_id"].split(":", 1)[0]
+            limit = self.limits.get(kind)
+            if limit is None:
+                continue
+            email = counter.get("email") or (counter["_id"] if kind == "email" else None)
+            found.append(ThrottleEntry(
+                kind=kind, address=counter.get("address"), email_key=email,
+                attempts=counter["failures"], limit=limit.attempts,
+                until=counter["expires_at"]))
+        return found

@@ -52,7 +52,12 @@ async def create_organization(body: OrganizationCreate, services: ServicesDep,
     """Create an organization, its first admin and its own collection `org_<slug>`.
 
     Each create costs a password hash, so `CREATE_MAX_PER_ADDRESS` per client address per
-    `CREATE_WINDOW_SECONDS` are served, 409s included; then 429 with Retry-After."""
+    `CREATE_WINDOW_SECONDS` are served, 409s included; then 429 with Retry-After.
+
+    A name a rename or delete has just given up is free once that operation has settled,
+    so a create of it may wait up to `TENANT_REQUEST_TIMEOUT_MS` + 250 ms (3.25 s by
+    default) instead of answering 409: requests that read the old name may still be
+    writing, and their writes are folded in (or dropped) once none can be running."""
     async with auditor.action("organization.create",
                               AuditEvent(target=body.organization_name)) as event:
         # Refused before the hash, so a flood costs as little as possible: with the hash
@@ -84,7 +89,12 @@ async def update_organization(body: OrganizationUpdate, tenant: LifecycleTenant,
 
     A credential change needs a token from a login within `CREDENTIAL_CHANGE_MAX_AGE_SECONDS`
     (else 401 `insufficient_user_authentication`) or the `current_password` (wrong: 403
-    `invalid_current_password`, counted as a failed login: 429 past the login limits)."""
+    `invalid_current_password`, counted as a failed login: 429 past the login limits).
+
+    Right after a rename or delete of this organization, or renaming to a name another one
+    just gave up, this waits for that operation to settle: up to `TENANT_REQUEST_TIMEOUT_MS`
+    + 250 ms (3.25 s by default). Requests that read the old name may still be writing; the
+    earlier rename folds their writes in once no such request can be running."""
     async with auditor.action("organization.update", _event(tenant, body.old_organization_name)):
         updated = await services.organizations.update(tenant, body, step_up)
     changed = [name for name in ("email", "password") if getattr(body, name) is not None]
@@ -100,7 +110,12 @@ async def delete_organization(body: OrganizationDelete, target: DeleteTargetDep,
                               services: ServicesDep, auditor: CurrentAuditor
                               ) -> OrganizationDeleted:
     """Delete the caller's organization: its collection, its admins and itself. Repeating
-    it with the same token answers the same 200 (for a day)."""
+    it with the same token answers the same 200 (for a day).
+
+    Right after a rename this waits for the rename to settle: up to
+    `TENANT_REQUEST_TIMEOUT_MS` + 250 ms (3.25 s by default). Requests that read the old
+    name may still be writing; the rename folds their writes in once no such request can be
+    running, and only then can the collection be dropped."""
     async with auditor.action("organization.delete", _delete_event(target,
                                                                    body.organization_name)):
         return await services.organizations.delete(target, body.organization_name)

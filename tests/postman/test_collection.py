@@ -110,3 +110,20 @@ def test_files_match_their_generator() -> None:
     for name, text in generator.documents(generator.has_idempotency_keys()).items():
         assert (ROOT / "postman" / name).read_text() == text, (
             f"postman/{name} is stale: run .venv/bin/python scripts/postman_collection.py")
+
+
+def test_every_request_comes_from_the_run_s_own_client_address() -> None:
+    # Against a developer's own API on 127.0.0.1 the collection's failed logins and creates
+    # must not throttle the developer's address (uvicorn believes X-Forwarded-For from
+    # 127.0.0.1; tests/admins/test_throttle_cli.py shows the API counts that address).
+    for _, item in _requests(COLLECTION["item"]):
+        headers = [h for h in item["request"]["header"] if h["key"] == "X-Forwarded-For"]
+        assert headers == [{"key": "X-Forwarded-For", "value": "{{client_address}}"}], (
+            item["name"])
+    [create_a] = [item for _, item in _requests(COLLECTION["item"])
+                  if item["name"] == "Create organization A"]
+    assert 'pm.collectionVariables.set("client_address"' in _script(create_a, "prerequest")
+    collection_pre = "\n".join(line for event in COLLECTION["event"]
+                               if event["listen"] == "prerequest"
+                               for line in event["script"]["exec"])
+    assert 'if (!pm.collectionVariables.get("client_address"))' in collection_pre

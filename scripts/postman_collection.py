@@ -316,6 +316,90 @@ audit = {"name": "Audit", "item": [
         tests=error(422, "validation_error")),
 ]}
 
+MANAGER_EMAIL, EMPLOYEE_EMAIL = "manager-{{run_id}}@example.com", "employee-{{run_id}}@example.com"
+members = {"name": "Members", "item": [
+    req("Owner adds a manager", "POST", "/org/members", auth="access_token",
+        body={"email": MANAGER_EMAIL, "password": PW, "name": "Mona Manager",
+              "role": "manager", "department": "Sales"}, tests=status(201) + [
+        'const body = pm.response.json();',
+        'pm.test("a manager, active", () => {',
+        '  pm.expect(body.role).to.eql("manager");',
+        '  pm.expect(body.state).to.eql("active");',
+        '  pm.expect(body).to.not.have.property("password_hash");',
+        '});',
+        'pm.collectionVariables.set("manager_id", body.id);']),
+    req("Owner adds an employee reporting to the manager", "POST", "/org/members",
+        auth="access_token", body={"email": EMPLOYEE_EMAIL, "password": PW, "name": "Eddie Employee",
+                                   "role": "employee", "manager_id": "{{manager_id}}"},
+        tests=status(201) + [
+        'const body = pm.response.json();',
+        'pm.test("reports to the manager", () => pm.expect(body.manager_id).to.eql(pm.collectionVariables.get("manager_id")));',
+        'pm.collectionVariables.set("employee_id", body.id);']),
+    req("Add: the email is taken → 409", "POST", "/org/members", auth="access_token",
+        body={"email": MANAGER_EMAIL, "password": PW, "name": "Again"},
+        tests=error(409, "conflict")),
+    req("Manager logs in at /auth/login", "POST", "/auth/login",
+        body={"email": MANAGER_EMAIL, "password": PW}, tests=status(200) + [
+        'const body = pm.response.json();',
+        'pm.test("a manager\'s token", () => pm.expect(body.role).to.eql("manager"));',
+        'pm.collectionVariables.set("manager_token", body.access_token);']),
+    req("Employee logs in at /auth/login", "POST", "/auth/login",
+        body={"email": EMPLOYEE_EMAIL, "password": PW}, tests=status(200) + [
+        'pm.collectionVariables.set("employee_token", pm.response.json().access_token);']),
+    req("Employee at /admin/login → 403 naming /auth/login", "POST", "/admin/login",
+        body={"email": EMPLOYEE_EMAIL, "password": PW}, tests=error(403, "use_auth_login")),
+    req("Employee: who am I", "GET", "/me", auth="employee_token", tests=status(200) + [
+        'pm.test("the employee", () => pm.expect(pm.response.json().role).to.eql("employee"));']),
+    req("Employee sets their own title", "PATCH", "/me", auth="employee_token",
+        body={"title": "Analyst"}, tests=status(200) + [
+        'pm.test("titled", () => pm.expect(pm.response.json().title).to.eql("Analyst"));']),
+    req("Employee: the directory, searched by name", "GET", "/org/members?q=mona",
+        auth="employee_token", tests=status(200) + [
+        'pm.test("finds the manager", () => pm.expect(pm.response.json().items.map(m => m.id))',
+        '  .to.eql([pm.collectionVariables.get("manager_id")]));']),
+    req("Employee: one member", "GET", "/org/members/{{manager_id}}", auth="employee_token",
+        tests=status(200)),
+    req("Manager: all reports", "GET", "/org/members/{{manager_id}}/reports?depth=all",
+        auth="manager_token", tests=status(200) + [
+        'pm.test("the employee, one level down", () => {',
+        '  const items = pm.response.json().items;',
+        '  pm.expect(items.map(m => [m.id, m.depth])).to.eql([[pm.collectionVariables.get("employee_id"), 1]]);',
+        '});']),
+    req("Employee reads records", "GET", "/org/records", auth="employee_token",
+        tests=status(200)),
+    req("Employee: the audit trail → 403", "GET", "/org/audit", auth="employee_token",
+        tests=error(403, "permission_denied")),
+    req("Manager adds a member → 403", "POST", "/org/members", auth="manager_token",
+        body={"email": "x-{{run_id}}@example.com", "password": PW, "name": "X"},
+        tests=error(403, "permission_denied")),
+    req("Manager hands over ownership → 403", "POST", "/org/ownership/transfer",
+        auth="manager_token", body={"member_id": "{{manager_id}}"},
+        tests=error(403, "permission_denied")),
+    req("Owner changes the employee's department", "PATCH", "/org/members/{{employee_id}}",
+        auth="access_token", body={"department": "Sales"}, tests=status(200) + [
+        'pm.test("moved", () => pm.expect(pm.response.json().department).to.eql("Sales"));']),
+    req("Suspend the employee", "POST", "/org/members/{{employee_id}}/suspend",
+        auth="access_token", tests=status(200) + [
+        'pm.test("suspended", () => pm.expect(pm.response.json().state).to.eql("suspended"));']),
+    req("The suspended employee's token → 403", "GET", "/me", auth="employee_token",
+        tests=error(403, "member_suspended")),
+    req("Reactivate the employee", "POST", "/org/members/{{employee_id}}/reactivate",
+        auth="access_token", tests=status(200) + [
+        'pm.test("back, as an employee", () => {',
+        '  pm.expect(pm.response.json().state).to.eql("active");',
+        '  pm.expect(pm.response.json().role).to.eql("employee");',
+        '});']),
+    req("Remove the manager (the employee reports to nobody then)", "DELETE",
+        "/org/members/{{manager_id}}", auth="access_token", tests=status(204)),
+    req("The directory now", "GET", "/org/members?role=employee", auth="access_token",
+        tests=status(200) + [
+        'pm.test("the employee, with no manager", () => {',
+        '  const items = pm.response.json().items;',
+        '  pm.expect(items).to.have.lengthOf(1);',
+        '  pm.expect(items[0].manager_id).to.eql(null);',
+        '});']),
+]}
+
 lifecycle = {"name": "Organizations: rename and delete", "item": [
     req("Update: other organization → 403", "PUT", "/org/update", auth="access_token",
         body={"old_organization_name": B, "new_organization_name": "Stolen {{run_id}}"},
@@ -407,7 +491,7 @@ def documents(idempotency: bool) -> dict[str, str]:
                            "so its failed logins and creates do not throttle yours.",
             "schema": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json",
         },
-        "item": [health, organizations, auth, records, audit, lifecycle],
+        "item": [health, organizations, auth, records, audit, members, lifecycle],
         "event": [
             {"listen": "prerequest", "script": js(
                 'if (!pm.collectionVariables.get("run_id")) {',
@@ -424,7 +508,8 @@ def documents(idempotency: bool) -> dict[str, str]:
         ],
         "variable": [{"key": k, "value": ""} for k in
                      ("run_id", "client_address", "org_a_name", "org_a_email", "org_a_id",
-                      "org_b_name", "org_b_email", "org_b_id", "audit_cursor", "record_id", "records_next")],
+                      "org_b_name", "org_b_email", "org_b_id", "audit_cursor", "record_id", "records_next",
+                      "manager_id", "employee_id", "manager_token", "employee_token")],
     }
 
     env = {

@@ -228,6 +228,8 @@ AuditReader = Annotated[TenantContext, Depends(TenantBearer("audit:read"))]
 MemberReader = Annotated[TenantContext, Depends(TenantBearer("members:read"))]
 MemberManager = Annotated[TenantContext, Depends(TenantBearer("members:manage"))]
 OwnershipHolder = Annotated[TenantContext, Depends(TenantBearer("org:transfer"))]
+PolicyManager = Annotated[TenantContext, Depends(TenantBearer("records:policy"))]
+StatsReader = Annotated[TenantContext, Depends(TenantBearer("stats:read"))]
 
 
 # -- rename and delete ------------------------------------------------------------------

@@ -107,7 +107,7 @@ def build_services(settings: Settings, mongo: Mongo,
             index_build_timeout=settings.INDEX_BUILD_TIMEOUT_SECONDS,
             response_bytes=settings.MAX_RESPONSE_BYTES,
             max_record_bytes=settings.MAX_RECORD_BYTES), settings, cursors,
-            lifecycle),
+            lifecycle, organizations),
         collection_hints=CollectionHints(),
         admission=admission or TenantAdmission(settings.MAX_TENANT_REQUESTS_IN_FLIGHT),
     )

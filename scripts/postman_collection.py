@@ -378,6 +378,40 @@ members = {"name": "Members", "item": [
     req("Owner changes the employee's department", "PATCH", "/org/members/{{employee_id}}",
         auth="access_token", body={"department": "Sales"}, tests=status(200) + [
         'pm.test("moved", () => pm.expect(pm.response.json().department).to.eql("Sales"));']),
+    req("Owner files a salary record", "POST", "/org/records/salaries", auth="access_token",
+        body={"member": "{{employee_id}}", "eur": 42000}, tests=status(201) + [
+        'pm.collectionVariables.set("salary_id", pm.response.json().id);']),
+    req("Salaries: the default policy", "GET", "/org/records/salaries/policy",
+        auth="access_token", tests=status(200) + [
+        'pm.test("every role reads by default", () => {',
+        '  const body = pm.response.json();',
+        '  pm.expect(body.default).to.eql(true);',
+        '  pm.expect(body.read).to.include("employee");',
+        '});']),
+    req("Salaries: only managers (and owners, admins) read", "PUT",
+        "/org/records/salaries/policy", auth="access_token",
+        body={"read": ["manager"], "write": []}, tests=status(200) + [
+        'pm.test("owners and admins are always in", () => {',
+        '  const body = pm.response.json();',
+        '  pm.expect(body.read).to.eql(["owner", "admin", "manager"]);',
+        '  pm.expect(body.write).to.eql(["owner", "admin"]);',
+        '});']),
+    req("Employee: a salary → 404", "GET", "/org/records/salaries/{{salary_id}}",
+        auth="employee_token", tests=error(404, "not_found")),
+    req("Employee: salaries are not among the kinds", "GET", "/org/records",
+        auth="employee_token", tests=status(200) + [
+        'pm.test("no salaries", () => pm.expect(pm.response.json().kinds.map(k => k.kind)).to.not.include("salaries"));']),
+    req("Manager reads the salary", "GET", "/org/records/salaries/{{salary_id}}",
+        auth="manager_token", tests=status(200)),
+    req("Manager: the organization's stats", "GET", "/org/stats", auth="manager_token",
+        tests=status(200) + [
+        'pm.test("members by role and the collection", () => {',
+        '  const body = pm.response.json();',
+        '  pm.expect(body.members.map(m => m.role)).to.include.members(["owner", "manager", "employee"]);',
+        '  pm.expect(body.collection.documents).to.be.above(0);',
+        '});']),
+    req("Employee: stats → 403", "GET", "/org/stats", auth="employee_token",
+        tests=error(403, "permission_denied")),
     req("Suspend the employee", "POST", "/org/members/{{employee_id}}/suspend",
         auth="access_token", tests=status(200) + [
         'pm.test("suspended", () => pm.expect(pm.response.json().state).to.eql("suspended"));']),
@@ -509,7 +543,8 @@ def documents(idempotency: bool) -> dict[str, str]:
         "variable": [{"key": k, "value": ""} for k in
                      ("run_id", "client_address", "org_a_name", "org_a_email", "org_a_id",
                       "org_b_name", "org_b_email", "org_b_id", "audit_cursor", "record_id", "records_next",
-                      "manager_id", "employee_id", "manager_token", "employee_token")],
+                      "manager_id", "employee_id", "manager_token", "employee_token",
+                      "salary_id")],
     }
 
     env = {

@@ -81,6 +81,12 @@ class MemberPage(BaseModel):
     next: str | None = Field(description="Pass as ?after= for the next page; null at the end")
 
 
+class MemberCount(BaseModel):
+    role: str
+    state: str
+    count: int
+
+
 class Report(MemberPublic):
     depth: int = Field(description="1: reports directly; 2: to a direct report; ...")
 

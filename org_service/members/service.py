@@ -21,6 +21,7 @@ from org_service.members.repository import ACTIVE, SUSPENDED, MemberRepository, 
 from org_service.members.schemas import (
     ATTRIBUTES_MAX_BYTES,
     REPORTS_MAX_DEPTH,
+    MemberCount,
     MemberCreate,
     MemberPage,
     MemberPublic,
@@ -32,7 +33,7 @@ from org_service.members.schemas import (
 )
 from org_service.pagination import CursorCodec, Pager, SortOrder
 from org_service.records.validation import check_shape, check_size, invalid, problem
-from org_service.roles import Role, outranks_or_equals
+from org_service.roles import RANKS, Role, outranks_or_equals
 from org_service.security import PasswordHasher
 from org_service.tenancy import TenantContext
 
@@ -95,6 +96,12 @@ class MemberService:
         if member is None:
             raise NotFound("No such member in your organization")
         return member
+
+    async def counts(self, tenant: TenantContext) -> list[MemberCount]:
+        rows = await self.members.counts(tenant.organization["_id"])
+        counts = [MemberCount(role=row["_id"]["role"], count=row["count"],
+                              state=row["_id"].get("state") or ACTIVE) for row in rows]
+        return sorted(counts, key=lambda c: (-RANKS.get(c.role, 0), c.state))
 
     async def reports(self, tenant: TenantContext, member_id: str, *, all_levels: bool
                       ) -> ReportList:

@@ -5,11 +5,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
+from org_service.audit.service import AuditEvent
 from org_service.deps import (
+    CurrentAuditor,
     IndexManager,
+    PolicyManager,
     RecordReader,
     RecordWriter,
     ServicesDep,
+    StatsReader,
     TenantReadingRecord,
 )
 from org_service.errors import (
@@ -31,9 +35,12 @@ from org_service.records.schemas import (
     IndexName,
     Kind,
     KindList,
+    KindPolicy,
+    OrganizationStats,
     Record,
     RecordId,
     RecordPage,
+    RecordPolicy,
     RecordQuery,
 )
 from org_service.strict_json import StrictJSONRoute
@@ -102,6 +109,39 @@ async def query_records(kind: Kind, body: RecordQuery, tenant: RecordReader,
                         services: ServicesDep) -> RecordPage:
     """Records of `kind` matching a filter (a safe subset of MongoDB's), paged."""
     return await services.records.query(tenant, kind, body)
+
+
+# Declared before the record routes: /records/{kind}/policy is not a record id.
+@router.get("/records/{kind}/policy", response_model=KindPolicy,
+            responses=responses(*TENANT_ERRORS))
+async def get_record_policy(kind: Kind, tenant: PolicyManager, services: ServicesDep
+                            ) -> KindPolicy:
+    """Who reads and writes this kind (`default`: no policy set, every role reads, owners,
+    admins and managers write)."""
+    return services.records.get_policy(tenant, kind)
+
+
+@router.put("/records/{kind}/policy", response_model=KindPolicy,
+            responses=responses(*TENANT_ERRORS, Conflict))
+async def set_record_policy(kind: Kind, body: RecordPolicy, tenant: PolicyManager,
+                            services: ServicesDep, auditor: CurrentAuditor) -> KindPolicy:
+    """Set who reads and who writes this kind. Owners and admins are always in both lists;
+    a role that writes must also read (422). A member outside the read list gets 404 for the
+    kind's records, which also leave the listing of kinds and the export for them."""
+    event = AuditEvent(admin_id=tenant.member_id, organization_id=tenant.organization_id,
+                       target=f"{kind} read={','.join(body.read)} write={','.join(body.write)}")
+    async with auditor.action("records.policy_change", event):
+        return await services.records.set_policy(tenant, kind, body)
+
+
+@router.get("/stats", response_model=OrganizationStats, responses=responses(*TENANT_ERRORS))
+async def organization_stats(tenant: StatsReader, services: ServicesDep) -> OrganizationStats:
+    """Members by role and state, records by kind, and the size of the organization's
+    collection."""
+    members = await services.members.counts(tenant)
+    records = await services.records.stats(tenant)
+    return OrganizationStats(members=members, records=records.kinds,
+                             collection=records.collection)
 
 
 @router.get("/records/{kind}/{record_id}", response_model=Record,

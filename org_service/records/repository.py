@@ -22,12 +22,14 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from org_service.db import Document
 from org_service.tenancy import TenantContext
 
 log = logging.getLogger(__name__)
 
+NAMESPACE_NOT_FOUND = 26
 USER_INDEX_PREFIX = "rx_"  # admin-declared indexes; never clashes with the defaults
 # Exports read in the order of the default kind + created_at index.
 EXPORT_SORT = [("kind", 1), ("created_at", 1), ("_id", 1)]
@@ -181,13 +183,27 @@ class TenantRecords:
             maxTimeMS=self.max_time_ms)
         return await cursor.to_list()
 
-    async def stream(self) -> AsyncGenerator[Document, None]:
+    async def size(self) -> Document:
+        """The collection's size in bytes and its document count (0 and 0 before it
+        exists: MongoDB creates a collection on its first write)."""
+        try:
+            stats = await self.collection.database.command("collStats", self.collection.name)
+        except OperationFailure as exc:
+            if exc.code == NAMESPACE_NOT_FOUND:
+                return {"bytes": 0, "documents": 0}
+            raise
+        return {"bytes": int(stats.get("size", 0)), "documents": int(stats.get("count", 0))}
+
+    async def stream(self, without_kinds: Sequence[str] = ()
+                     ) -> AsyncGenerator[Document, None]:
         """Every record, in batches of at most `export_batch_size` records and the response
         budget in bytes: the driver holds one batch as raw BSON, and a record is decoded
         only when its turn comes.
 
         No maxTimeMS here: a full export of a large tenant legitimately takes long."""
-        cursor = self.raw.find(IS_RECORD, sort=EXPORT_SORT,
+        query = {**IS_RECORD, "kind": {"$nin": list(without_kinds)}} if without_kinds \
+            else IS_RECORD
+        cursor = self.raw.find(query, sort=EXPORT_SORT,
                                batch_size=min(self.export_batch_size, self.batch_size))
         try:
             async for raw in cursor:

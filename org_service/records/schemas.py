@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, Field, StringConstraints
 
+from org_service.members.schemas import MemberCount
 from org_service.models import RequestModel
 from org_service.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -62,6 +63,39 @@ class RecordQuery(RequestModel):
         examples=[{"created_at": -1}])
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     after: str | None = Field(default=None, max_length=2048)
+
+
+PolicyRole = Literal["owner", "admin", "manager", "employee"]
+
+
+class RecordPolicy(RequestModel):
+    """Who reads and who writes a kind's records (owners and admins always do both)."""
+
+    read: list[PolicyRole] = Field(max_length=4, description="Roles that read this kind")
+    write: list[PolicyRole] = Field(max_length=4, description=(
+        "Roles that write this kind; each must also read it"))
+
+
+class KindPolicy(RecordPolicy):
+    kind: str
+    default: bool = Field(description="True while no policy was set: the default applies")
+
+
+class CollectionSize(BaseModel):
+    name: str
+    bytes: int = Field(description="Size of the documents, as the database reports it")
+    documents: int
+
+
+class RecordStats(BaseModel):
+    kinds: list[KindCount]
+    collection: CollectionSize
+
+
+class OrganizationStats(BaseModel):
+    members: list[MemberCount]
+    records: list[KindCount]
+    collection: CollectionSize
 
 
 class IndexField(RequestModel):

@@ -23,27 +23,35 @@ from org_service.errors import (
     ServiceUnavailable,
     Unprocessable,
 )
+from org_service.organizations.errors import Stale
 from org_service.organizations.lifecycle import LifecycleManager
-from org_service.organizations.schemas import public
+from org_service.organizations.repository import OrganizationRepository
+from org_service.organizations.schemas import ACTIVE, public
 from org_service.pagination import CursorCodec, Pager, SortOrder
+from org_service.records import policy
 from org_service.records.query import compile_filter, compile_sort, field_path
 from org_service.records.repository import USER_INDEX_PREFIX, RecordRepository, TenantRecords
 from org_service.records.schemas import (
     BulkCreated,
+    CollectionSize,
     IndexCreate,
     IndexField,
     IndexInfo,
     IndexList,
     KindCount,
     KindList,
+    KindPolicy,
     Record,
     RecordPage,
+    RecordPolicy,
     RecordQuery,
+    RecordStats,
 )
 from org_service.records.validation import (
     check_shape,
     check_size,
     invalid,
+    problem,
     shape_problems,
     size_problem,
 )
@@ -79,8 +87,10 @@ def _not_found(kind: str, record_id: str) -> NotFound:
 
 class RecordService:
     def __init__(self, repository: RecordRepository, settings: Settings,
-                 cursors: CursorCodec, lifecycle: LifecycleManager) -> None:
+                 cursors: CursorCodec, lifecycle: LifecycleManager,
+                 organizations: OrganizationRepository) -> None:
         self.repository = repository
+        self.organizations = organizations
         self.lifecycle = lifecycle
         self.max_record_bytes = settings.MAX_RECORD_BYTES
         self.max_indexes = settings.MAX_INDEXES_PER_ORG
@@ -102,6 +112,7 @@ class RecordService:
     # --- single records -------------------------------------------------------------
 
     async def create(self, tenant: TenantContext, kind: str, data: dict[str, Any]) -> Record:
+        policy.require(tenant, kind, "write")
         self._check_data(data, ("body",), "the record")
         document = self._new_document(kind, data)
         await self.repository.for_tenant(tenant).insert(document)
@@ -109,6 +120,7 @@ class RecordService:
 
     async def create_many(self, tenant: TenantContext, kind: str,
                           items: list[dict[str, Any]]) -> BulkCreated:
+        policy.require(tenant, kind, "write")
         problems: list[dict[str, Any]] = []
         too_large: list[str] = []
         for i, data in enumerate(items):
@@ -126,6 +138,7 @@ class RecordService:
         return BulkCreated(count=len(documents), ids=[str(d["_id"]) for d in documents])
 
     async def get(self, tenant: TenantContext, kind: str, record_id: str) -> Record:
+        policy.require(tenant, kind, "read")
         oid = object_id(record_id)
         document = await self.repository.for_tenant(tenant).get(kind, oid) if oid else None
         if document is None:
@@ -143,6 +156,7 @@ class RecordService:
 
     async def replace(self, tenant: TenantContext, kind: str, record_id: str,
                       data: dict[str, Any], if_match: str | None) -> Record:
+        policy.require(tenant, kind, "write")
         version = expected_version(if_match)
         self._check_data(data, ("body",), "the record")
         oid = object_id(record_id)
@@ -157,6 +171,7 @@ class RecordService:
     async def patch(self, tenant: TenantContext, kind: str, record_id: str,
                     patch: dict[str, Any], if_match: str | None) -> Record:
         """RFC 7396 merge patch: read, merge, write back only if nobody changed it since."""
+        policy.require(tenant, kind, "write")
         version = expected_version(if_match)
         check_shape(patch, ("body",))
         oid = object_id(record_id)
@@ -181,6 +196,7 @@ class RecordService:
 
     async def delete(self, tenant: TenantContext, kind: str, record_id: str,
                      if_match: str | None) -> None:
+        policy.require(tenant, kind, "write")
         version = expected_version(if_match)
         oid = object_id(record_id)
         if oid is None:
@@ -212,10 +228,12 @@ class RecordService:
 
     async def list(self, tenant: TenantContext, kind: str, *, limit: int, after: str | None,
                    descending: bool) -> RecordPage:
+        policy.require(tenant, kind, "read")
         order = compile_sort({"created_at": -1 if descending else 1})
         return await self._page(tenant, kind, {}, self._pager(tenant, kind, order, limit, after))
 
     async def query(self, tenant: TenantContext, kind: str, body: RecordQuery) -> RecordPage:
+        policy.require(tenant, kind, "read")
         query = compile_filter(body.filter)
         order = compile_sort(body.sort)
         pager = self._pager(tenant, kind, order, body.limit, body.after)
@@ -224,7 +242,39 @@ class RecordService:
 
     async def kinds(self, tenant: TenantContext) -> KindList:
         rows = await self.repository.for_tenant(tenant).kinds()
-        return KindList(kinds=[KindCount(kind=r["_id"], count=r["count"]) for r in rows])
+        hidden = set(policy.hidden_kinds(tenant))
+        return KindList(kinds=[KindCount(kind=r["_id"], count=r["count"]) for r in rows
+                               if r["_id"] not in hidden])
+
+    # --- per-kind policies -----------------------------------------------------------
+
+    def get_policy(self, tenant: TenantContext, kind: str) -> KindPolicy:
+        stored = (tenant.organization.get("record_policies") or {}).get(kind)
+        current = policy.policy_of(tenant, kind)
+        return KindPolicy(kind=kind, read=current.read, write=current.write,
+                          default=stored is None)
+
+    async def set_policy(self, tenant: TenantContext, kind: str, body: RecordPolicy
+                         ) -> KindPolicy:
+        wanted = policy.normalized(body)
+        unread = [role for role in wanted.write if role not in wanted.read]
+        if unread:
+            raise invalid(problem(("body", "write"), f"a role that writes must also read: "
+                                                     f"add {', '.join(unread)} to read"))
+        org = await self.organizations.update(
+            tenant.organization["_id"], {f"record_policies.{kind}": wanted.model_dump()},
+            expect={"state": ACTIVE})
+        if org is None:
+            raise Stale()
+        return KindPolicy(kind=kind, read=wanted.read, write=wanted.write, default=False)
+
+    async def stats(self, tenant: TenantContext) -> RecordStats:
+        records = self.repository.for_tenant(tenant)
+        size = await records.size()
+        return RecordStats(
+            kinds=[KindCount(kind=r["_id"], count=r["count"]) for r in await records.kinds()],
+            collection=CollectionSize(name=tenant.collection_name, bytes=size["bytes"],
+                                      documents=size["documents"]))
 
     # --- export ----------------------------------------------------------------------
 
@@ -232,7 +282,8 @@ class RecordService:
         """NDJSON: an organization line, one line per record, and an end line with the count
         (a stream cut short by a failure lacks it). Sent in chunks of ~EXPORT_CHUNK_BYTES, so
         memory stays at one database batch plus one chunk."""
-        documents = self.repository.for_tenant(tenant).stream()
+        documents = self.repository.for_tenant(tenant).stream(
+            without_kinds=policy.hidden_kinds(tenant))
         # Read the first batch before answering: a database down now is still a clean 503.
         first = await anext(documents, None)
         return self._ndjson(tenant, first, documents)

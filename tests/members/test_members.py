@@ -3,9 +3,11 @@ suspension, the manager hierarchy, ownership, the caller's own account."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from bson import ObjectId
 
 from tests.helpers import DEFAULT_PASSWORD, create_org
@@ -352,3 +354,48 @@ async def test_every_member_change_is_audited_with_actor_and_target(
     assert {actor for _, actor in actions} == {owner.id}
     role_change = next(e for e in entries if e["action"] == "member.role_change")
     assert role_change["target"] == f"{employee.id} employee->manager"
+
+
+async def test_two_owners_demoting_each_other_at_once_leave_an_owner(
+        client: httpx.AsyncClient, master: Any, services: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    people = await team(client)
+    first = people["owner"]
+    second = await add(client, first, "owner", "Second Owner")
+    # Both demotions are written before either counts the owners left: each sees none.
+    both_written = asyncio.Barrier(2)
+    count = services.member_repository.active_owners
+
+    async def after_both(organization_id: Any) -> int:
+        await asyncio.wait_for(both_written.wait(), 10)
+        return int(await count(organization_id))
+
+    monkeypatch.setattr(services.member_repository, "active_owners", after_both)
+    answers = await asyncio.gather(
+        client.patch(f"/org/members/{second.id}", headers=first.auth, json={"role": "admin"}),
+        client.patch(f"/org/members/{first.id}", headers=second.auth, json={"role": "admin"}))
+
+    assert sorted(r.status_code for r in answers) in ([200, 409], [409, 409])
+    owners = await master["members"].count_documents(
+        {"organization_id": ObjectId(people["org"].id), "role": "owner", "state": "active"})
+    assert owners >= 1
+
+
+async def test_a_rename_keeps_the_members_and_their_tokens_and_a_delete_removes_them(
+        client: httpx.AsyncClient, master: Any) -> None:
+    people = await team(client)
+    owner, employee = people["owner"], people["employee"]
+
+    renamed = await client.put("/org/update", headers=owner.auth, json={
+        "old_organization_name": "Acme", "new_organization_name": "Acme Renamed"})
+
+    assert renamed.status_code == 200
+    assert (await client.get("/me", headers=employee.auth)).status_code == 200
+    assert len((await client.get("/org/members", headers=employee.auth)).json()["items"]) == 4
+    deleted = await client.request("DELETE", "/org/delete", headers=owner.auth,
+                                   json={"organization_name": "Acme Renamed"})
+    assert deleted.status_code == 200
+    assert await master["members"].count_documents(
+        {"organization_id": ObjectId(people["org"].id)}) == 0
+    assert (await client.get("/me", headers=employee.auth)).status_code == 401
+    assert (await member_login(client, employee.email)).status_code == 401

@@ -69,6 +69,10 @@ REQUESTS: dict[tuple[str, str], Build] = {
         "name": "by_b", "kind": "notes", "fields": [{"path": "b"}]}),
     ("DELETE", "/org/indexes/{name}"): lambda f: (f"/org/indexes/{f.index}", None),
     ("GET", "/org/audit"): lambda f: ("/org/audit", None),
+    ("GET", "/org/records/{kind}/policy"): lambda f: ("/org/records/notes/policy", None),
+    ("PUT", "/org/records/{kind}/policy"): lambda f: ("/org/records/notes/policy", {
+        "read": ["employee", "manager"], "write": ["employee", "manager"]}),
+    ("GET", "/org/stats"): lambda f: ("/org/stats", None),
     ("GET", "/org/members"): lambda f: ("/org/members", None),
     ("POST", "/org/members"): lambda f: ("/org/members", _new_member(f)),
     ("GET", "/org/members/{member_id}"): lambda f: (f"/org/members/{f.target.id}", None),
@@ -112,6 +116,9 @@ DOCUMENTED = {
        if route[0] == "GET" and route[1].startswith("/org/members")},
     **{route: "members:manage" for route in REQUESTS
        if route[0] != "GET" and route[1].startswith("/org/members")},
+    ("GET", "/org/records/{kind}/policy"): "records:policy",
+    ("PUT", "/org/records/{kind}/policy"): "records:policy",
+    ("GET", "/org/stats"): "stats:read",
 }
 
 
@@ -133,6 +140,11 @@ async def snapshot(master: Any) -> dict[str, list[Any]]:
 async def build(client: httpx.AsyncClient, name: str) -> Fixture:
     people = await team(client, name)
     owner = people["owner"]
+    # Every role writes this kind: the matrix checks the role table (the per-kind policies
+    # are tested with the records).
+    opened = await client.put("/org/records/notes/policy", headers=owner.auth, json={
+        "read": ["employee", "manager"], "write": ["employee", "manager"]})
+    assert opened.status_code == 200, opened.text
     record = await client.post("/org/records/notes", headers=owner.auth, json={"a": 1})
     index_name = f"by_a_{name.lower()}"
     index = await client.post("/org/indexes", headers=owner.auth, json={

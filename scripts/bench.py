@@ -54,6 +54,9 @@ from org_service.security import PasswordHasher  # noqa: E402
 PASSWORD = "bench-password-1"
 LOGIN_ROUNDS = 12
 CPU_TARGET = 1.3  # issue 5: a record read by id costs at most this many floors
+# Issue 18: the record read is judged against the floor doing the same reads; a member's
+# record read (role and policy checked in the same aggregate) against the owner's.
+MEMBER_READ_TARGET = 1.05
 _CPU_COMMON = (
     "the API does more per request than the floor, each piece on purpose: the observability "
     "middleware (request id, one JSON log line, two Prometheus samples), the database "
@@ -106,11 +109,13 @@ class Size:
     flood_logins: int = 20
     rss_reads: int = 10_000
     copy_sample: int = 5_000
+    few_members: int = 10
+    many_members: int = 5_000
 
 
 QUICK = Size(large_orgs=200, many_records=500, rename_records=1_000, cpu_rounds=2, cpu_requests=50,
              latency_rounds=2, latency_requests=30, health_requests=50, health_rounds=1,
-             rss_reads=200, flood_creators=16, flood_logins=3)
+             rss_reads=200, flood_creators=16, flood_logins=3, many_members=500)
 
 
 @dataclass
@@ -246,6 +251,30 @@ async def create_via_api(http: httpx.AsyncClient, name: str, email: str) -> Tena
     login = await http.post("/admin/login", json={"email": email, "password": PASSWORD})
     login.raise_for_status()
     return Tenant(name, login.json()["access_token"])
+
+
+async def add_employee(http: httpx.AsyncClient, owner: Tenant, email: str) -> Tenant:
+    """An employee of the owner's organization, logged in at /auth/login."""
+    added = await http.post("/org/members", headers=owner.auth, json={
+        "email": email, "password": PASSWORD, "name": "Bench Employee", "role": "employee"})
+    added.raise_for_status()
+    login = await http.post("/auth/login", json={"email": email, "password": PASSWORD})
+    login.raise_for_status()
+    return Tenant(owner.name, login.json()["access_token"], owner.record_path)
+
+
+async def seed_members(db: Any, owner_email: str, count: int, password_hash: str) -> None:
+    """Members of the owner's organization written directly, as the API writes them."""
+    members = MemberRepository(db)
+    owner = await members.get_by_email(owner_email)
+    assert owner is not None
+    roles = ("employee", "employee", "employee", "manager")
+    for start in range(0, count, SEED_BATCH):
+        await asyncio.gather(*(members.insert(
+            email=f"m{n}-{owner_email}", password_hash=password_hash,
+            organization_id=owner["organization_id"], role=roles[n % 4],
+            name=f"Member {n:05d}", department=f"dept{n % 20}")
+            for n in range(start, min(start + SEED_BATCH, count))))
 
 
 async def add_record(http: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -394,9 +423,13 @@ class Bench:
             self.probe_large = await create_via_api(large, "Bench Probe", "probe@bench.example")
             await add_record(small, self.probe_small)
             await add_record(large, self.probe_large)
+            self.employee_small = await add_employee(small, self.probe_small,
+                                                     "employee@bench.example")
+            self.password_hash = password_hash
             await self.cpu_per_request()
             await self.latency_by_organization_count()
             await self.latency_by_record_count()
+            await self.latency_by_member_count()
             await self.memory_after_reading_every_organization()
             await self.health_during_logins()
             await self.rename()
@@ -420,6 +453,8 @@ class Bench:
                                                                 headers=tenant.auth)),
             "record read by id": (self.api_small, lambda: small.get(str(tenant.record_path),
                                                                     headers=tenant.auth)),
+            "record read by id, an employee": (self.api_small, lambda: small.get(
+                str(tenant.record_path), headers=self.employee_small.auth)),
             "floor, the record read's reads": (self.floor, lambda: floor.get(
                 "/floor/tenant-read" + str(tenant.record_path).removeprefix("/org/records"),
                 params={"collection": collection_for(slug_of(tenant.name))},
@@ -443,18 +478,35 @@ class Bench:
         self.report.add("CPU per request: floor (JWT check + find_one)", f"{floor_ms:.3f} ms")
         self.report.add("… the same floor on a client with the driver's defaults (no timeouts)",
                         f"{bare_ms:.3f} ms = {bare_ms / floor_ms:.2f}× floor", "report", "")
-        for name in ("POST /org/get", "GET /admin/me", "record read by id"):
+        reads_ms = statistics.median(per_request.pop("floor, the record read's reads")) * 1000
+        for name in ("POST /org/get", "GET /admin/me"):
             api_ms = statistics.median(per_request[name]) * 1000
             ratio = api_ms / floor_ms
             self.report.add(f"CPU per request: {name}", f"{api_ms:.3f} ms = {ratio:.2f}× floor "
                             f"({api_ms / bare_ms:.2f}× the driver-defaults floor)",
                             f"≤ {CPU_TARGET}× floor", verdict(ratio <= CPU_TARGET),
                             gap=CPU_GAPS[name])
-        # The same floor doing the record read's own reads: splits that row's ratio into
+        # Restated by issue 18: the record read against the floor doing the same reads (the
+        # revocation and state checks of its one aggregate are required), the bare find_one
+        # floor beside it.
+        record_ms = statistics.median(per_request["record read by id"]) * 1000
+        self.report.add("CPU per request: record read by id vs the floor doing the same reads",
+                        f"{record_ms:.3f} ms = {record_ms / reads_ms:.2f}× the floor's "
+                        f"/floor/tenant-read ({record_ms / floor_ms:.2f}× the find_one floor)",
+                        f"≤ {CPU_TARGET}×", verdict(record_ms / reads_ms <= CPU_TARGET),
+                        gap=CPU_GAPS["record read by id"])
+        member_ms = statistics.median(per_request["record read by id, an employee"]) * 1000
+        self.report.add("CPU per request: an employee's record read vs the owner's",
+                        f"{member_ms:.3f} against {record_ms:.3f} ms = "
+                        f"{member_ms / record_ms:.2f}×", f"≤ {MEMBER_READ_TARGET}×",
+                        verdict(member_ms / record_ms <= MEMBER_READ_TARGET),
+                        gap="The role, the state and the kind's policy are read in the same "
+                        "aggregate as the owner's; a gap means a member's read took another "
+                        "round trip or a slower path.")
+        # The same floor doing the record read's own reads: splits the find_one ratio into
         # what is read (one aggregate instead of a find_one) and the API around it, and
         # /health on both sides prices the API's stack alone, in floors: together they say
         # how much of the target is left once the reads are paid, and what the stack takes.
-        reads_ms = statistics.median(per_request.pop("floor, the record read's reads")) * 1000
         reads = reads_ms / floor_ms
         record = statistics.median(per_request["record read by id"]) * 1000 / floor_ms
         self.report.add("… the floor doing the record read's reads (JWT check + the API's "
@@ -509,11 +561,34 @@ class Bench:
                 "/org/records/bench", params={"limit": size.few_records}, headers=t.auth)},
             reported=LISTING_ON_SECANTUSDB)
 
+    async def latency_by_member_count(self) -> None:
+        """Two organizations of one API, one with a few members and one with many: the
+        directory's first page, and a filtered one, must not grow with the organization."""
+        size, http = self.size, self.small_http
+        db = self.client[self.small_db]
+        sides: dict[str, tuple[httpx.AsyncClient, Tenant]] = {}
+        for side, count in (("small", size.few_members), ("large", size.many_members)):
+            email = f"members{count}@bench.example"
+            owner = await create_via_api(http, f"Bench {count} Members", email)
+            await seed_members(db, email, count - 1, self.password_hash)
+            sides[side] = (http, owner)
+        await self.compare_latency(
+            f"{size.few_members} vs {size.many_members:,} members in an organization", sides,
+            {"first page of the directory": lambda http, t: http.get(
+                "/org/members", params={"limit": 50}, headers=t.auth),
+             "directory filtered by role": lambda http, t: http.get(
+                "/org/members", params={"limit": 50, "role": "manager"}, headers=t.auth)},
+            median_only=True,
+            gap="Each listing is an index walk (organization, then the filter, then _id) on "
+            "MongoDB; SecantusDB reads every document matching a find's filter before it "
+            "applies the limit, so there a page costs in proportion to the organization "
+            "(see the records listing row).")
+
     async def compare_latency(
             self, label: str, sides: dict[str, tuple[httpx.AsyncClient, Tenant]],
             operations: dict[str, Callable[[httpx.AsyncClient, Tenant],
                                            Awaitable[httpx.Response]]], gap: str = "",
-            reported: str | None = None) -> None:
+            reported: str | None = None, median_only: bool = False) -> None:
         """Each operation on the `small` and the `large` side, in alternating batches of
         sequential requests; median and p99 of large against small, within 1.2×. With
         `reported`, a note on what the figures say, they are reported without a target."""
@@ -539,6 +614,9 @@ class Bench:
             if reported is not None:
                 self.report.add(measure, result, "report")
                 self.report.notes.append(f"**{measure}** ({result}): {reported}")
+            elif median_only:
+                self.report.add(measure, result, "median within 1.2×",
+                                verdict(median_ratio <= 1.2), gap=gap)
             else:
                 self.report.add(measure, result, "within 1.2×",
                                 verdict(median_ratio <= 1.2 and p99_ratio <= 1.2), gap=gap)

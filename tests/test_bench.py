@@ -39,7 +39,11 @@ def test_quick_bench_measures_every_row_and_writes_the_report(mongo_url: str,
                     "API RSS after 200 orgs",
                     "/health p99 with 8 logins", "rename of an org with 1,000 records",
                     "/health p99 and login latency with 16 concurrent public creates",
-                    "document-by-document copy"):
+                    "document-by-document copy",
+                    "CPU per request: record read by id vs the floor doing the same reads",
+                    "CPU per request: an employee's record read vs the owner's",
+                    "latency first page of the directory: 10 vs 500 members",
+                    "latency directory filtered by role: 10 vs 500 members"):
         assert measure in measures, measure
     # The overload rows need wrk (a native load generator); without it they say so.
     if shutil.which("wrk"):

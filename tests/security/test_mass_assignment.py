@@ -40,6 +40,7 @@ BODIES: list[tuple[str, str, dict[str, Any]]] = [
     ("PATCH", "/org/members/{member_id}", {"title": "Lead"}),
     ("POST", "/org/ownership/transfer", {"member_id": MEMBER}),
     ("PATCH", "/me", {"title": "Lead"}),
+    ("PUT", "/org/records/{kind}/policy", {"read": ["manager"], "write": []}),
 ]
 # Where a smuggled name is a real field of the body (a member's role is set through the
 # role rules, tested with the members), it is not an unknown field.

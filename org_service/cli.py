@@ -36,8 +36,14 @@ throttle_app = typer.Typer(
     rich_markup_mode="markdown")
 app.add_typer(throttle_app, name="throttle")
 
-console = Console()
-errors = Console(stderr=True)
+# Made per use, not at import: a console reads the terminal's width (COLUMNS) when it is
+# made, and the command's environment is the one that counts.
+def console() -> Console:
+    return Console()
+
+
+def errors() -> Console:
+    return Console(stderr=True)
 
 
 class NoDatabase(Exception):
@@ -72,7 +78,7 @@ def _run(work: Callable[[ThrottleAdmin], Awaitable[T]]) -> T:
         settings = _settings()
         url = _database_url(settings)
     except NoDatabase as exc:
-        errors.print(f"[red]error:[/red] {exc}")
+        errors().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
 
     async def run() -> T:
@@ -87,7 +93,7 @@ def _run(work: Callable[[ThrottleAdmin], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except PyMongoError as exc:
-        errors.print(f"[red]error:[/red] the database at {url} did not answer: {exc}")
+        errors().print(f"[red]error:[/red] the database at {url} did not answer: {exc}")
         raise typer.Exit(1) from None
 
 
@@ -103,7 +109,7 @@ def clear(
     if address is None and email is None:
         raise typer.BadParameter("give --address, --email or both")
     cleared = _run(lambda admin: admin.clear(address=address, email=email))
-    console.print(f"{cleared} throttling counter(s) cleared")
+    console().print(f"{cleared} throttling counter(s) cleared")
 
 
 def _table(entries: list[ThrottleEntry]) -> Table:
@@ -126,9 +132,9 @@ def list_entries() -> None:
     kept only hashed: `throttle clear --email` finds them."""
     entries = _run(lambda admin: admin.entries())
     if not entries:
-        console.print("no throttling counters")
+        console().print("no throttling counters")
         return
-    console.print(_table(entries))
+    console().print(_table(entries))
 
 
 def main() -> None:

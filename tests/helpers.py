@@ -16,18 +16,24 @@ from org_service.main import create_app
 DEFAULT_PASSWORD = "secure123"
 
 
+class Bearer:
+    """Someone holding an access token; `auth` is the header that presents it."""
+
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
 @dataclass
-class Org:
+class Org(Bearer):
     id: str
     name: str
     collection_name: str
     email: str
     password: str
     token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 async def create_org(client: httpx.AsyncClient, name: str, email: str | None = None,

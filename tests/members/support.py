@@ -7,19 +7,15 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import DEFAULT_PASSWORD, Org, create_org
+from tests.helpers import DEFAULT_PASSWORD, Bearer, create_org
 
 
 @dataclass
-class Person:
+class Person(Bearer):
     id: str
     email: str
     role: str
     token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 async def member_login(client: httpx.AsyncClient, email: str,
@@ -27,7 +23,7 @@ async def member_login(client: httpx.AsyncClient, email: str,
     return await client.post("/auth/login", json={"email": email, "password": password})
 
 
-async def add(client: httpx.AsyncClient, by: Org | Person, role: str, name: str,
+async def add(client: httpx.AsyncClient, by: Bearer, role: str, name: str,
               **fields: Any) -> Person:
     """A member added by `by` (an owner or admin), logged in."""
     email = f"{name.lower().replace(' ', '.')}@{role}.example.com"

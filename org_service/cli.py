@@ -22,7 +22,7 @@ from rich.table import Table
 
 from org_service.auth.repository import LoginFailureRepository
 from org_service.auth.throttle import ThrottleAdmin, ThrottleEntry
-from org_service.config import OperatorSettings, configuration_problems
+from org_service.config import OperatorSettings, configuration_problems, mask_credentials
 from org_service.db import Document, create_client
 from org_service.embedded import URL_FILE, published_url
 
@@ -93,7 +93,9 @@ def _run(work: Callable[[ThrottleAdmin], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except PyMongoError as exc:
-        errors().print(f"[red]error:[/red] the database at {url} did not answer: {exc}")
+        # The URL may carry a password: never printed.
+        errors().print(f"[red]error:[/red] the database at {mask_credentials(url)} did not "
+                       f"answer: {exc}")
         raise typer.Exit(1) from None
 
 

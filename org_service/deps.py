@@ -260,8 +260,6 @@ async def lifecycle_tenant(
 
 
 @needs("org:delete")
-
-
 async def delete_target(
     request: Request,
     services: ServicesDep,

@@ -39,8 +39,12 @@ from org_service.members.schemas import (
 from org_service.strict_json import StrictJSONRoute
 from org_service.tenancy import TenantContext
 
-router = APIRouter(prefix="/org", tags=["Members"], route_class=StrictJSONRoute)
-me_router = APIRouter(tags=["Members"], route_class=StrictJSONRoute)
+# Every route here sits behind the tenant context, so each may answer 401 or 403.
+# Every route here sits behind the tenant context, so each may answer 401 or 403.
+router = APIRouter(prefix="/org", tags=["Members"], route_class=StrictJSONRoute,
+                   responses=responses(*TENANT_ERRORS))
+me_router = APIRouter(tags=["Members"], route_class=StrictJSONRoute,
+                      responses=responses(*TENANT_ERRORS))
 
 PageLimit = Annotated[int, Query(ge=1, le=200, description="1-200 members")]
 After = Annotated[str | None, Query(max_length=2048,
@@ -52,7 +56,7 @@ def _event(tenant: TenantContext, target: str) -> AuditEvent:
                       target=target)
 
 
-@router.get("/members", response_model=MemberPage, responses=responses(*TENANT_ERRORS))
+@router.get("/members", response_model=MemberPage)
 async def list_members(
     tenant: MemberReader, services: ServicesDep, limit: PageLimit = 50, after: After = None,
     role: RoleName | None = None, state: MemberState | None = None,
@@ -68,7 +72,7 @@ async def list_members(
 
 
 @router.post("/members", status_code=status.HTTP_201_CREATED, response_model=MemberPublic,
-             responses=responses(*TENANT_ERRORS, Conflict, PayloadTooLarge))
+             responses=responses(Conflict, PayloadTooLarge))
 async def add_member(body: MemberCreate, tenant: MemberManager, services: ServicesDep,
                      auditor: CurrentAuditor) -> MemberPublic:
     """Add a member with an initial password (owners and admins; nobody grants a role above
@@ -80,14 +84,14 @@ async def add_member(body: MemberCreate, tenant: MemberManager, services: Servic
 
 
 @router.get("/members/{member_id}", response_model=MemberPublic,
-            responses=responses(*TENANT_ERRORS, NotFound))
+            responses=responses(NotFound))
 async def get_member(member_id: MemberId, tenant: MemberReader, services: ServicesDep
                      ) -> MemberPublic:
     return member_public(await services.members.get(tenant, member_id))
 
 
 @router.patch("/members/{member_id}", response_model=MemberPublic,
-              responses=responses(*TENANT_ERRORS, NotFound, Conflict, PayloadTooLarge))
+              responses=responses(NotFound, Conflict, PayloadTooLarge))
 async def update_member(member_id: MemberId, body: MemberUpdate, tenant: MemberManager,
                         services: ServicesDep, auditor: CurrentAuditor) -> MemberPublic:
     """Change a member's name, role, manager, title, department or attributes. Only an
@@ -103,7 +107,7 @@ async def update_member(member_id: MemberId, body: MemberUpdate, tenant: MemberM
 
 
 @router.delete("/members/{member_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=responses(*TENANT_ERRORS, NotFound, Conflict))
+               responses=responses(NotFound, Conflict))
 async def remove_member(member_id: MemberId, tenant: MemberManager, services: ServicesDep,
                         auditor: CurrentAuditor) -> Response:
     """Remove a member; their reports then report to the removed member's manager."""
@@ -114,7 +118,7 @@ async def remove_member(member_id: MemberId, tenant: MemberManager, services: Se
 
 
 @router.post("/members/{member_id}/suspend", response_model=MemberPublic,
-             responses=responses(*TENANT_ERRORS, NotFound, Conflict))
+             responses=responses(NotFound, Conflict))
 async def suspend_member(member_id: MemberId, tenant: MemberManager, services: ServicesDep,
                          auditor: CurrentAuditor) -> MemberPublic:
     """Suspend a member: their tokens stop working at once, and logging in answers 403
@@ -124,7 +128,7 @@ async def suspend_member(member_id: MemberId, tenant: MemberManager, services: S
 
 
 @router.post("/members/{member_id}/reactivate", response_model=MemberPublic,
-             responses=responses(*TENANT_ERRORS, NotFound, Conflict))
+             responses=responses(NotFound, Conflict))
 async def reactivate_member(member_id: MemberId, tenant: MemberManager, services: ServicesDep,
                             auditor: CurrentAuditor) -> MemberPublic:
     """Reactivate a suspended member, with the role they had; they log in again (tokens
@@ -134,7 +138,7 @@ async def reactivate_member(member_id: MemberId, tenant: MemberManager, services
 
 
 @router.get("/members/{member_id}/reports", response_model=ReportList,
-            responses=responses(*TENANT_ERRORS, NotFound))
+            responses=responses(NotFound))
 async def member_reports(member_id: MemberId, tenant: MemberReader, services: ServicesDep,
                          depth: Literal["1", "all"] = "1") -> ReportList:
     """Who reports to the member: directly (`depth=1`) or at any level (`depth=all`, at
@@ -143,7 +147,7 @@ async def member_reports(member_id: MemberId, tenant: MemberReader, services: Se
 
 
 @router.post("/ownership/transfer", response_model=MemberPublic,
-             responses=responses(*TENANT_ERRORS, NotFound, Conflict))
+             responses=responses(NotFound, Conflict))
 async def transfer_ownership(body: OwnershipTransfer, tenant: OwnershipHolder,
                              services: ServicesDep, auditor: CurrentAuditor) -> MemberPublic:
     """The owner hands ownership to an active member and becomes an admin. Answers the
@@ -153,14 +157,14 @@ async def transfer_ownership(body: OwnershipTransfer, tenant: OwnershipHolder,
     return new_owner
 
 
-@me_router.get("/me", response_model=MemberPublic, responses=responses(*TENANT_ERRORS))
+@me_router.get("/me", response_model=MemberPublic)
 async def get_me(tenant: CurrentTenant) -> MemberPublic:
     """The calling member."""
     return member_public(tenant.member)
 
 
 @me_router.patch("/me", response_model=MemberPublic,
-                 responses=responses(*TENANT_ERRORS, Conflict, StepUpRequired,
+                 responses=responses(Conflict, StepUpRequired,
                                      TooManyRequests))
 async def update_me(body: MeUpdate, tenant: CurrentTenant, services: ServicesDep,
                     auditor: CurrentAuditor, step_up: StepUpDep) -> MemberPublic:

@@ -93,18 +93,25 @@ class MemberRepository:
             self.migrated = True
             return 0
         copied = 0
+        # In _id order, an organization's first admin is its creator: one pass, no lookup.
+        seen: set[ObjectId] = set()
         async for admin in self.legacy.find({}, sort=[("_id", 1)]):
-            copied += await self._adopt(admin)
+            creator = admin["organization_id"] not in seen
+            seen.add(admin["organization_id"])
+            copied += await self._adopt(admin, creator=creator)
         await self.migrations.update_one(
             {"_id": MIGRATION_ID}, {"$setOnInsert": {"done_at": utcnow(), "copied": copied}},
             upsert=True)
         self.migrated = True
         return copied
 
-    async def _adopt(self, admin: Document) -> int:
-        owner = await self.legacy.find_one({"organization_id": admin["organization_id"]},
-                                           sort=[("_id", 1)], projection={"_id": 1})
-        role = Role.OWNER if owner is not None and owner["_id"] == admin["_id"] else Role.ADMIN
+    async def _adopt(self, admin: Document, *, creator: bool | None = None) -> int:
+        if creator is None:  # adopted alone: whether it is its organization's first admin
+            first = await self.legacy.find_one(
+                {"organization_id": admin["organization_id"]}, sort=[("_id", 1)],
+                projection={"_id": 1})
+            creator = first is not None and first["_id"] == admin["_id"]
+        role = Role.OWNER if creator else Role.ADMIN
         copy = {key: value for key, value in admin.items() if key != "_id"}
         copy.update(role=role, state=ACTIVE, name=admin.get("name"),
                     name_key=name_key(admin.get("name")), attributes={},

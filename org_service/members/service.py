@@ -16,7 +16,13 @@ from pymongo.errors import DuplicateKeyError
 
 from org_service.auth.credentials import Credentials, StepUp, email_taken
 from org_service.db import Document, object_id
-from org_service.errors import Conflict, NotFound, PermissionDenied
+from org_service.errors import (
+    Conflict,
+    MemberSuspended,
+    NotFound,
+    PermissionDenied,
+    Unauthorized,
+)
 from org_service.members.repository import ACTIVE, SUSPENDED, MemberRepository, name_key
 from org_service.members.schemas import (
     ATTRIBUTES_MAX_BYTES,
@@ -33,7 +39,7 @@ from org_service.members.schemas import (
 )
 from org_service.pagination import CursorCodec, Pager, SortOrder
 from org_service.records.validation import check_shape, check_size, invalid, problem
-from org_service.roles import RANKS, Role, outranks_or_equals
+from org_service.roles import RANKS, Role, allows, outranks_or_equals
 from org_service.security import PasswordHasher
 from org_service.tenancy import TenantContext
 
@@ -131,6 +137,7 @@ class MemberService:
         if await self.members.get_by_email(str(data.email)):
             raise email_taken()
         password_hash = await self.hasher.hash(data.password)
+        await self._still_may_add(tenant, data.role)
         try:
             doc = await self.members.insert(
                 email=str(data.email), password_hash=password_hash,
@@ -255,6 +262,20 @@ class MemberService:
     def _may_grant(tenant: TenantContext, role: str) -> None:
         if not outranks_or_equals(tenant.role, role):
             raise PermissionDenied(f"A member with role {tenant.role} cannot grant {role}")
+
+    async def _still_may_add(self, tenant: TenantContext, role: str) -> None:
+        """Checked again after the password hash (a quarter of a second): the adder may
+        have been suspended, removed or demoted meanwhile."""
+        actor = await self.members.get_in(tenant.organization["_id"], tenant.member["_id"])
+        if actor is None:
+            raise Unauthorized()
+        if actor.get("state", ACTIVE) != ACTIVE:  # as the tenant lookup says it
+            raise MemberSuspended()
+        if actor.get("token_version") != tenant.claims.version:
+            raise Unauthorized()
+        if not allows(actor["role"], "members:manage") or not outranks_or_equals(
+                actor["role"], role):
+            raise PermissionDenied(f"Your role is now {actor['role']}: it cannot add a {role}")
 
     @staticmethod
     def _may_act_on(tenant: TenantContext, member: Document) -> None:

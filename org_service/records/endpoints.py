@@ -63,7 +63,7 @@ def _etag(response: Response, record: Record) -> Record:
 
 
 @router.post("/records/{kind}", status_code=status.HTTP_201_CREATED, response_model=Record,
-             responses=responses(*TENANT_ERRORS, PayloadTooLarge))
+             responses=responses(PayloadTooLarge))
 async def create_record(kind: Kind, data: RecordData, tenant: RecordWriter,
                         services: ServicesDep, response: Response) -> Record:
     """Store a record of `kind` in the caller's own collection."""
@@ -72,7 +72,7 @@ async def create_record(kind: Kind, data: RecordData, tenant: RecordWriter,
 
 @router.post("/records/{kind}/bulk", status_code=status.HTTP_201_CREATED,
              response_model=BulkCreated, max_body_size=BULK_MAX_BODY_BYTES,
-             responses=responses(*TENANT_ERRORS, PayloadTooLarge))
+             responses=responses(PayloadTooLarge))
 async def create_records(
     kind: Kind, tenant: RecordWriter, services: ServicesDep,
     items: Annotated[list[dict[str, Any]], Body(
@@ -84,13 +84,13 @@ async def create_records(
     return await services.records.create_many(tenant, kind, items)
 
 
-@router.get("/records", response_model=KindList, responses=responses(*TENANT_ERRORS))
+@router.get("/records", response_model=KindList)
 async def list_kinds(tenant: RecordReader, services: ServicesDep) -> KindList:
     """The kinds in use in the caller's organization, with their record counts."""
     return await services.records.kinds(tenant)
 
 
-@router.get("/records/{kind}", response_model=RecordPage, responses=responses(*TENANT_ERRORS))
+@router.get("/records/{kind}", response_model=RecordPage)
 async def list_records(
     kind: Kind, tenant: RecordReader, services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
@@ -103,8 +103,7 @@ async def list_records(
                                        descending=order == "desc")
 
 
-@router.post("/records/{kind}/query", response_model=RecordPage,
-             responses=responses(*TENANT_ERRORS))
+@router.post("/records/{kind}/query", response_model=RecordPage)
 async def query_records(kind: Kind, body: RecordQuery, tenant: RecordReader,
                         services: ServicesDep) -> RecordPage:
     """Records of `kind` matching a filter (a safe subset of MongoDB's), paged."""
@@ -112,8 +111,7 @@ async def query_records(kind: Kind, body: RecordQuery, tenant: RecordReader,
 
 
 # Declared before the record routes: /records/{kind}/policy is not a record id.
-@router.get("/records/{kind}/policy", response_model=KindPolicy,
-            responses=responses(*TENANT_ERRORS))
+@router.get("/records/{kind}/policy", response_model=KindPolicy)
 async def get_record_policy(kind: Kind, tenant: PolicyManager, services: ServicesDep
                             ) -> KindPolicy:
     """Who reads and writes this kind (`default`: no policy set, every role reads, owners,
@@ -122,7 +120,7 @@ async def get_record_policy(kind: Kind, tenant: PolicyManager, services: Service
 
 
 @router.put("/records/{kind}/policy", response_model=KindPolicy,
-            responses=responses(*TENANT_ERRORS, Conflict))
+            responses=responses(Conflict))
 async def set_record_policy(kind: Kind, body: RecordPolicy, tenant: PolicyManager,
                             services: ServicesDep, auditor: CurrentAuditor) -> KindPolicy:
     """Set who reads and who writes this kind. Owners and admins are always in both lists;
@@ -134,7 +132,7 @@ async def set_record_policy(kind: Kind, body: RecordPolicy, tenant: PolicyManage
         return await services.records.set_policy(tenant, kind, body)
 
 
-@router.get("/stats", response_model=OrganizationStats, responses=responses(*TENANT_ERRORS))
+@router.get("/stats", response_model=OrganizationStats)
 async def organization_stats(tenant: StatsReader, services: ServicesDep) -> OrganizationStats:
     """Members by role and state, records by kind, and the size of the organization's
     collection."""
@@ -145,7 +143,7 @@ async def organization_stats(tenant: StatsReader, services: ServicesDep) -> Orga
 
 
 @router.get("/records/{kind}/{record_id}", response_model=Record,
-            responses=responses(*TENANT_ERRORS, NotFound))
+            responses=responses(NotFound))
 async def get_record(kind: Kind, record_id: RecordId, tenant: TenantReadingRecord,
                      services: ServicesDep, response: Response) -> Record:
     """One record by id (404 for ids of other organizations, as for missing ones)."""
@@ -153,7 +151,7 @@ async def get_record(kind: Kind, record_id: RecordId, tenant: TenantReadingRecor
 
 
 @router.put("/records/{kind}/{record_id}", response_model=Record,
-            responses=responses(*TENANT_ERRORS, NotFound, PreconditionFailed, PayloadTooLarge))
+            responses=responses(NotFound, PreconditionFailed, PayloadTooLarge))
 async def replace_record(kind: Kind, record_id: RecordId, data: RecordData,
                          tenant: RecordWriter, services: ServicesDep, response: Response,
                          if_match: IfMatch = None) -> Record:
@@ -163,7 +161,7 @@ async def replace_record(kind: Kind, record_id: RecordId, data: RecordData,
 
 
 @router.patch("/records/{kind}/{record_id}", response_model=Record,
-              responses=responses(*TENANT_ERRORS, NotFound, PreconditionFailed, PayloadTooLarge,
+              responses=responses(NotFound, PreconditionFailed, PayloadTooLarge,
                                   Conflict))
 async def patch_record(
     kind: Kind, record_id: RecordId, tenant: RecordWriter, services: ServicesDep,
@@ -180,7 +178,7 @@ async def patch_record(
 
 
 @router.delete("/records/{kind}/{record_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=responses(*TENANT_ERRORS, NotFound, PreconditionFailed))
+               responses=responses(NotFound, PreconditionFailed))
 async def delete_record(kind: Kind, record_id: RecordId, tenant: RecordWriter,
                         services: ServicesDep, if_match: IfMatch = None) -> Response:
     """Delete a record."""
@@ -192,7 +190,7 @@ async def delete_record(kind: Kind, record_id: RecordId, tenant: RecordWriter,
     200: {"content": {"application/x-ndjson": {}},
           "description": "An organization line, one line per record, then "
                          "{\"type\": \"end\", \"records\": <count>}"},
-    **responses(*TENANT_ERRORS)})
+    **responses()})
 async def export_organization(tenant: RecordReader, services: ServicesDep
                               ) -> StreamingResponse:
     """The organization's metadata and all its records as streamed NDJSON."""
@@ -202,7 +200,7 @@ async def export_organization(tenant: RecordReader, services: ServicesDep
         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@router.get("/indexes", response_model=IndexList, responses=responses(*TENANT_ERRORS))
+@router.get("/indexes", response_model=IndexList)
 async def list_indexes(tenant: IndexManager, services: ServicesDep) -> IndexList:
     """The secondary indexes the organization declared, ready or still building."""
     return await services.records.list_indexes(tenant)
@@ -210,7 +208,7 @@ async def list_indexes(tenant: IndexManager, services: ServicesDep) -> IndexList
 
 @router.post("/indexes", status_code=status.HTTP_201_CREATED, response_model=IndexInfo,
              responses={202: {"model": IndexInfo, "description": "Still building"},
-                        **responses(*TENANT_ERRORS, Conflict)})
+                        **responses(Conflict)})
 async def create_index(body: IndexCreate, tenant: IndexManager, services: ServicesDep,
                        response: Response) -> IndexInfo:
     """Declare an index on data fields of one kind (at most MAX_INDEXES_PER_ORG). It builds
@@ -222,7 +220,7 @@ async def create_index(body: IndexCreate, tenant: IndexManager, services: Servic
 
 
 @router.delete("/indexes/{name}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=responses(*TENANT_ERRORS, NotFound))
+               responses=responses(NotFound))
 async def drop_index(name: IndexName, tenant: IndexManager, services: ServicesDep
                      ) -> Response:
     """Drop a declared index."""

@@ -35,10 +35,15 @@ def normalized(policy: RecordPolicy) -> RecordPolicy:
     return RecordPolicy(read=_ordered(policy.read), write=_ordered(policy.write))
 
 
-def policy_of(tenant: TenantContext, kind: str) -> RecordPolicy:
+def stored_policy(tenant: TenantContext, kind: str) -> RecordPolicy | None:
+    """The kind's policy as set, None while none is."""
     stored = (tenant.organization.get("record_policies") or {}).get(kind)
     return RecordPolicy(read=_ordered(stored["read"]), write=_ordered(stored["write"])) \
-        if stored else DEFAULT
+        if stored else None
+
+
+def policy_of(tenant: TenantContext, kind: str) -> RecordPolicy:
+    return stored_policy(tenant, kind) or DEFAULT
 
 
 def hidden_kinds(tenant: TenantContext) -> list[str]:

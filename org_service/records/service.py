@@ -249,8 +249,8 @@ class RecordService:
     # --- per-kind policies -----------------------------------------------------------
 
     def get_policy(self, tenant: TenantContext, kind: str) -> KindPolicy:
-        stored = (tenant.organization.get("record_policies") or {}).get(kind)
-        current = policy.policy_of(tenant, kind)
+        stored = policy.stored_policy(tenant, kind)
+        current = stored or policy.DEFAULT
         return KindPolicy(kind=kind, read=current.read, write=current.write,
                           default=stored is None)
 

@@ -162,6 +162,18 @@ async def test_without_mongodb_url_and_no_api_running_it_says_so(tmp_path: Path)
     assert f"no {URL_FILE} there" in result.output
 
 
+async def test_a_database_that_does_not_answer_is_one_line_without_its_password(
+        tmp_path: Path) -> None:
+    url = f"mongodb://operator:s3cret-password@127.0.0.1:{free_port()}/?directConnection=true"
+
+    result = await invoke("throttle", "list", MONGODB_URL=url, MONGODB_TIMEOUT_MS="300",
+                          COLUMNS="300")
+
+    assert result.exit_code == 1
+    assert "did not answer" in result.output
+    assert "s3cret-password" not in result.output and "operator:" not in result.output
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

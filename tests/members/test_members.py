@@ -409,3 +409,30 @@ async def test_deleting_the_organization_removes_its_members_and_ends_their_toke
         {"organization_id": ObjectId(people["org"].id)}) == 0
     assert (await client.get("/me", headers=employee.auth)).status_code == 401
     assert (await member_login(client, employee.email)).status_code == 401
+
+
+async def test_an_adder_suspended_while_the_new_password_hashes_adds_nobody(
+        client: httpx.AsyncClient, master: Any, services: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    people = await team(client)
+    admin, owner = people["admin"], people["owner"]
+    hashing, release = asyncio.Event(), asyncio.Event()
+    hash_password = services.hasher.hash
+
+    async def held(password: str) -> str:
+        hashing.set()
+        await asyncio.wait_for(release.wait(), 10)
+        return str(await hash_password(password))
+
+    monkeypatch.setattr(services.hasher, "hash", held)
+    adding = asyncio.create_task(client.post("/org/members", headers=admin.auth, json={
+        "email": "late@acme.example.com", "password": DEFAULT_PASSWORD, "name": "Late"}))
+    await asyncio.wait_for(hashing.wait(), 10)
+    monkeypatch.setattr(services.hasher, "hash", hash_password)
+    suspended = await client.post(f"/org/members/{admin.id}/suspend", headers=owner.auth)
+    release.set()
+    added = await adding
+
+    assert suspended.status_code == 200
+    assert (added.status_code, added.json()["error"]) == (403, "member_suspended")
+    assert await master["members"].count_documents({"email_key": "late@acme.example.com"}) == 0

@@ -78,12 +78,17 @@ class AuthService:
             raise refusal
         if org["state"] == RENAMING:  # a moment: the organization is moving collections
             raise TenantBusy(str(org["_id"]))
-        await self.members.logged_in(member["_id"])
         await auditor.record("admin.login", "success", target=email, admin_id=member["_id"],
                              organization_id=org["_id"])
-        token = self.tokens.issue(admin_id=str(member["_id"]), organization_id=str(org["_id"]),
-                                  version=member["token_version"], role=member["role"])
+        token = await self.grant(member, org)
         return token, member, org
+
+    async def grant(self, member: Document, org: Document) -> str:
+        """The access token of a member whose identity was just proven (a password checked,
+        an invitation accepted)."""
+        await self.members.logged_in(member["_id"])
+        return self.tokens.issue(admin_id=str(member["_id"]), organization_id=str(org["_id"]),
+                                 version=member["token_version"], role=member["role"])
 
     async def admin_login(self, email: str, password: str, auditor: Auditor,
                           roles: Collection[str]) -> LoginResponse:
@@ -99,6 +104,11 @@ class AuthService:
     async def member_login(self, email: str, password: str, auditor: Auditor
                            ) -> MemberLoginResponse:
         token, member, org = await self.login(email, password, auditor)
+        return self.member_login_response(token, member, org)
+
+    def member_login_response(self, token: str, member: Document, org: Document
+                              ) -> MemberLoginResponse:
+        """What /auth/login (and an accepted invitation) answers."""
         return MemberLoginResponse(
             access_token=token,
             member_id=str(member["_id"]),

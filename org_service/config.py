@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, get_args
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
@@ -24,7 +24,21 @@ class OperatorSettings(BaseSettings):
     # Unset: the app starts an embedded SecantusDB under EMBEDDED_DATA_DIR (development only).
     MONGODB_URL: str | None = None
     MASTER_DB_NAME: str = Field(default="master_db", min_length=1, max_length=38)
-    JWT_EXPIRE_MINUTES: int = Field(default=60, ge=1, le=24 * 60)
+    # Access tokens are short-lived: a session goes on by refreshing them (POST
+    # /auth/refresh). The name of the first version, JWT_EXPIRE_MINUTES, is still read.
+    ACCESS_TOKEN_MINUTES: int = Field(
+        default=15, ge=1, le=24 * 60,
+        validation_alias=AliasChoices("ACCESS_TOKEN_MINUTES", "JWT_EXPIRE_MINUTES"))
+    # Sessions (org_service/sessions): a session ends SESSION_MAX_DAYS after its login
+    # whatever happens, and after SESSION_IDLE_DAYS without a refresh. A spent refresh
+    # token presented again ends its whole session, unless it is the one spent last and
+    # at most REFRESH_REUSE_GRACE_SECONDS ago (two tabs refreshing at once): that one gets
+    # the same new pair again. A member's sessions beyond SESSIONS_PER_MEMBER end, least
+    # recently used first, as new ones start.
+    SESSION_MAX_DAYS: int = Field(default=30, ge=1, le=365)
+    SESSION_IDLE_DAYS: int = Field(default=7, ge=1, le=365)
+    REFRESH_REUSE_GRACE_SECONDS: int = Field(default=10, ge=0, le=300)
+    SESSIONS_PER_MEMBER: int = Field(default=50, ge=1, le=10_000)
     BCRYPT_ROUNDS: int = Field(default=12, ge=4, le=16)
     # Comma-separated origins, e.g. "https://app.example.com,https://admin.example.com".
     CORS_ORIGINS: str = ""

@@ -68,6 +68,16 @@ class Unauthorized(ServiceError):
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+class SessionEnded(Unauthorized):
+    """A refresh token (or the session of an access token) that no longer starts anything:
+    logged out, revoked, expired, idle too long, or ended for a reused refresh token."""
+
+    code = "session_ended"
+
+    def __init__(self, detail: str = "This session has ended; log in again") -> None:
+        super().__init__(detail)
+
+
 class Forbidden(ServiceError):
     status_code = 403
     code = "forbidden"

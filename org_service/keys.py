@@ -22,6 +22,7 @@ _SALT = b"org_service key derivation v1"
 
 CURSOR_LABEL = b"org_service/pagination-cursor/v1"
 IDEMPOTENCY_FINGERPRINT_LABEL = b"org_service/idempotency-fingerprint/v1"
+REFRESH_ROTATION_LABEL = b"org_service/refresh-rotation/v1"
 
 
 def hkdf_sha256(secret: bytes, *, info: bytes, salt: bytes = b"", length: int = 32) -> bytes:
@@ -42,6 +43,8 @@ class ServiceKeys:
 
     cursor: bytes
     idempotency_fingerprint: bytes
+    # Derives each refresh token of a session from the one it replaces (sessions/tokens.py).
+    refresh_rotation: bytes
 
     @classmethod
     def from_secret(cls, secret: str | bytes) -> ServiceKeys:
@@ -50,4 +53,5 @@ class ServiceKeys:
             cursor=hkdf_sha256(raw, salt=_SALT, info=CURSOR_LABEL),
             idempotency_fingerprint=hkdf_sha256(raw, salt=_SALT,
                                                 info=IDEMPOTENCY_FINGERPRINT_LABEL),
+            refresh_rotation=hkdf_sha256(raw, salt=_SALT, info=REFRESH_ROTATION_LABEL),
         )

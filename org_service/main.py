@@ -55,6 +55,9 @@ from org_service.records import endpoints as record_endpoints
 from org_service.records.repository import RecordRepository
 from org_service.records.service import RecordService
 from org_service.security import PasswordHasher, TokenCodec
+from org_service.sessions import endpoints as session_endpoints
+from org_service.sessions.repository import SessionRepository
+from org_service.sessions.service import SessionService
 from org_service.tenancy import CollectionHints
 
 log = logging.getLogger("org_service")
@@ -63,15 +66,18 @@ log = logging.getLogger("org_service")
 def build_services(settings: Settings, mongo: Mongo,
                    admission: TenantAdmission | None = None) -> Services:
     hasher = PasswordHasher(settings.BCRYPT_ROUNDS, queue_max=settings.HASH_QUEUE_MAX)
-    tokens = TokenCodec(settings.JWT_SECRET_KEY.get_secret_value(), settings.JWT_EXPIRE_MINUTES)
+    tokens = TokenCodec(settings.JWT_SECRET_KEY.get_secret_value(),
+                        settings.ACCESS_TOKEN_MINUTES)
     organizations = OrganizationRepository(mongo.master)
     members = MemberRepository(mongo.master)
     collections = TenantCollections(mongo.master)
     login_failures = LoginFailureRepository(mongo.master)
     throttle = LoginThrottle(login_failures, settings)
-    credentials = Credentials(members, hasher)
     # The token secret is used raw only for tokens; every other key is derived from it.
     keys = ServiceKeys.from_secret(settings.JWT_SECRET_KEY.get_secret_value())
+    sessions = SessionService(SessionRepository(mongo.master), members, tokens,
+                              keys.refresh_rotation, settings)
+    credentials = Credentials(members, hasher, sessions)
     # One signing key for every pagination cursor (records, audit).
     cursors = CursorCodec(keys.cursor)
     lifecycle = LifecycleManager(
@@ -94,8 +100,9 @@ def build_services(settings: Settings, mongo: Mongo,
             hasher=hasher, credentials=credentials,
             fingerprint_secret=keys.idempotency_fingerprint),
         auth=AuthService(members=members, organizations=organizations, hasher=hasher,
-                         tokens=tokens, throttle=throttle),
-        members=MemberService(members, hasher, credentials, cursors),
+                         sessions=sessions, throttle=throttle),
+        members=MemberService(members, hasher, credentials, cursors, sessions),
+        sessions=sessions,
         login_throttle=throttle,
         create_throttle=CreateThrottle(login_failures, settings),
         audit=AuditLog(AuditRepository(
@@ -120,6 +127,7 @@ async def prepare_database(services: Services) -> None:
     if copied:
         log.warning("made %d admin(s) of the first version members", copied)
     await services.login_failure_repository.ensure_indexes()
+    await services.sessions.sessions.ensure_indexes()
     await services.audit.repository.ensure_indexes()
     await services.lifecycle.journal.ensure_indexes()
     await services.lifecycle.owners.ensure_indexes()
@@ -245,7 +253,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     for router in (organization_endpoints.router, auth_endpoints.router,
                    auth_endpoints.member_router, member_endpoints.router,
-                   member_endpoints.me_router,
+                   member_endpoints.me_router, session_endpoints.public_router,
+                   session_endpoints.router,
                    record_endpoints.router, audit_endpoints.router, health.router):
         add_routes(app, router)
     # Inside the request log and metrics (a shed request is logged and counted like any

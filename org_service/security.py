@@ -156,7 +156,9 @@ class PasswordHasher:
 
 
 ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ["exp", "iat", "sub", "org", "ver"]
+# `sid`: every access token belongs to a session (org_service/sessions), checked on every
+# request, so ending a session ends its access tokens at once.
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "org", "ver", "sid"]
 LEEWAY_SECONDS = 10
 
 
@@ -167,8 +169,9 @@ class TokenClaims:
     role: str
     version: int
     # When the admin's password was last checked (OIDC's `auth_time`): at the login that
-    # issued the token. None on tokens from before the claim existed.
+    # began the session. None on tokens from before the claim existed.
     auth_time: datetime | None = None
+    session_id: str = ""
 
     def authenticated_within(self, max_age: timedelta) -> bool:
         """Whether the password behind this token was checked at most `max_age` ago; a
@@ -179,28 +182,44 @@ class TokenClaims:
         return now - max_age <= self.auth_time <= now + timedelta(seconds=LEEWAY_SECONDS)
 
 
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    token: str
+    expires_in: int  # seconds
+
+
 class TokenCodec:
     def __init__(self, secret: str, expire_minutes: int) -> None:
         self._secret = secret
         self.expire = timedelta(minutes=expire_minutes)
 
-    def issue(self, *, admin_id: str, organization_id: str, version: int,
-              role: str = "org_admin", auth_time: datetime | None = None) -> str:
-        """A token for an admin whose password was checked at `auth_time`; None means
-        just now (login, the only issuer, checks the password right before). Anything that
-        re-issues a token without a password check must pass the original time on."""
-        now = datetime.now(UTC)
+    def issue(self, *, admin_id: str, organization_id: str, version: int, session_id: str,
+              role: str = "org_admin", auth_time: datetime | None = None,
+              issued_at: datetime | None = None, not_after: datetime | None = None,
+              token_id: str | None = None) -> AccessToken:
+        """A token for an admin whose password was checked at `auth_time` (None: just now).
+        Anything that issues a token without a password check must pass the original time
+        on. With `issued_at` and `token_id` given the token is the same on every call (HMAC
+        signatures are deterministic): a refresh repeated within its grace window answers
+        the very pair the first one did. It never outlives `not_after` (its session)."""
+        now = issued_at or datetime.now(UTC)
+        expires = now + self.expire
+        if not_after is not None:
+            expires = min(expires, not_after)
+        issued, expiry = int(now.timestamp()), int(expires.timestamp())
         payload = {
             "sub": admin_id,
             "org": organization_id,
+            "sid": session_id,
             "role": role,
             "ver": version,
-            "iat": now,
-            "exp": now + self.expire,
-            "jti": uuid.uuid4().hex,
+            "iat": issued,
+            "exp": expiry,
+            "jti": token_id or uuid.uuid4().hex,
             "auth_time": int((auth_time or now).timestamp()),
         }
-        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+        return AccessToken(jwt.encode(payload, self._secret, algorithm=ALGORITHM),
+                           max(0, expiry - issued))
 
     def decode(self, token: str) -> TokenClaims:
         try:
@@ -212,7 +231,9 @@ class TokenCodec:
         except jwt.PyJWTError:
             raise Unauthorized() from None
         sub, org, ver = payload.get("sub"), payload.get("org"), payload.get("ver")
-        if not (isinstance(sub, str) and isinstance(org, str) and type(ver) is int):
+        sid = payload.get("sid")
+        if not (isinstance(sub, str) and isinstance(org, str) and type(ver) is int
+                and isinstance(sid, str)):
             raise Unauthorized()
         try:
             _timestamp(payload["exp"])  # in range: a year 3 billion token is not a token
@@ -225,6 +246,7 @@ class TokenCodec:
             role=str(payload.get("role", "org_admin")),
             version=ver,
             auth_time=auth_time,
+            session_id=sid,
         )
 
 

@@ -21,6 +21,9 @@ AuditAction = Literal[
     "member.ownership_transfer",
     "member.self_update",
     "records.policy_change",
+    "session.refresh_reuse",
+    "session.logout",
+    "session.revoke",
 ]
 # denied: refused by an authorization rule (a cross-tenant attempt); failure: anything else.
 AuditOutcome = Literal["success", "failure", "denied", "throttled"]

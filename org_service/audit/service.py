@@ -45,6 +45,11 @@ COLLAPSIBLE: frozenset[tuple[AuditAction, AuditOutcome]] = frozenset({
 class RequestInfo:
     client_address: str | None
     request_id: str
+    # Shown with a session (GET /me/sessions), so a member can tell their devices apart.
+    user_agent: str | None = None
+
+
+USER_AGENT_MAX = 256
 
 
 def request_info(request: Request) -> RequestInfo:
@@ -53,7 +58,9 @@ def request_info(request: Request) -> RequestInfo:
         request.headers.get("X-Request-ID"))
     # Behind a reverse proxy this is the proxy unless uvicorn runs with --proxy-headers.
     address = request.client.host if request.client else None
-    return RequestInfo(client_address=address, request_id=str(request_id))
+    user_agent = request.headers.get("User-Agent")
+    return RequestInfo(client_address=address, request_id=str(request_id),
+                       user_agent=user_agent[:USER_AGENT_MAX] if user_agent else None)
 
 
 def _public(doc: Document) -> AuditEntry:

@@ -13,6 +13,7 @@ from org_service.auth.throttle import LoginThrottle
 from org_service.errors import Conflict, InvalidCurrentPassword, StepUpRequired, Unauthorized
 from org_service.members.repository import MemberRepository
 from org_service.security import HashingBusy, PasswordHasher
+from org_service.sessions.service import CREDENTIALS, SessionService
 from org_service.tenancy import TenantContext
 
 
@@ -43,9 +44,11 @@ class CredentialChange:
 
 
 class Credentials:
-    def __init__(self, members: MemberRepository, hasher: PasswordHasher) -> None:
+    def __init__(self, members: MemberRepository, hasher: PasswordHasher,
+                 sessions: SessionService) -> None:
         self.members = members
         self.hasher = hasher
+        self.sessions = sessions
 
     async def prepare(self, tenant: TenantContext, *, email: str | None, password: str | None,
                       current_password: str | None, step_up: StepUp,
@@ -81,6 +84,8 @@ class Credentials:
         if changed is None:
             raise Unauthorized("This token was revoked by another credential change "
                                "meanwhile; log in again")
+        # The version moved, which already ends every session; this marks them ended.
+        await self.sessions.end_member(tenant.member["_id"], CREDENTIALS)
 
     async def check_current_password(self, tenant: TenantContext, password: str,
                                      step_up: StepUp) -> None:

@@ -16,6 +16,8 @@ class LoginRequest(RequestModel):
 
 class LoginResponse(BaseModel):
     access_token: str
+    # Opaque; POST /auth/refresh exchanges it for a new pair (each is good for one use).
+    refresh_token: str
     token_type: Literal["bearer"] = "bearer"
     admin_id: str
     organization_name: str
@@ -27,6 +29,7 @@ class MemberLoginResponse(BaseModel):
     """What /auth/login answers: the same token as /admin/login, with who it is for."""
 
     access_token: str
+    refresh_token: str
     token_type: Literal["bearer"] = "bearer"
     member_id: str
     role: str

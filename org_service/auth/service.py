@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from org_service.audit.service import Auditor
+from org_service.audit.service import Auditor, RequestInfo
 from org_service.auth.schemas import AdminPublic, LoginResponse, MemberLoginResponse
 from org_service.auth.throttle import LoginThrottle
 from org_service.db import Document
@@ -19,7 +19,8 @@ from org_service.errors import (
 from org_service.members.repository import ACTIVE, MemberRepository
 from org_service.organizations.repository import OrganizationRepository
 from org_service.organizations.schemas import RENAMING, VISIBLE, public
-from org_service.security import HashingBusy, PasswordHasher, TokenCodec
+from org_service.security import HashingBusy, PasswordHasher
+from org_service.sessions.service import IssuedSession, SessionService
 from org_service.tenancy import TenantContext
 
 INVALID_LOGIN = "Invalid email or password"
@@ -27,15 +28,17 @@ INVALID_LOGIN = "Invalid email or password"
 
 class AuthService:
     def __init__(self, *, members: MemberRepository, organizations: OrganizationRepository,
-                 hasher: PasswordHasher, tokens: TokenCodec, throttle: LoginThrottle) -> None:
+                 hasher: PasswordHasher, sessions: SessionService, throttle: LoginThrottle
+                 ) -> None:
         self.members = members
         self.organizations = organizations
         self.hasher = hasher
-        self.tokens = tokens
+        self.sessions = sessions
         self.throttle = throttle
 
     async def login(self, email: str, password: str, auditor: Auditor,
-                    roles: Collection[str] | None = None) -> tuple[str, Document, Document]:
+                    roles: Collection[str] | None = None
+                    ) -> tuple[IssuedSession, Document, Document]:
         """The token, member and organization of a valid login; `roles` limits who may
         log in this way (checked after the password, so it reveals nothing to a guesser)."""
         keys = self.throttle.keys(email, auditor.info.client_address)
@@ -80,43 +83,46 @@ class AuthService:
             raise TenantBusy(str(org["_id"]))
         await auditor.record("admin.login", "success", target=email, admin_id=member["_id"],
                              organization_id=org["_id"])
-        token = await self.grant(member, org)
-        return token, member, org
+        issued = await self.grant(member, org, auditor.info)
+        return issued, member, org
 
-    async def grant(self, member: Document, org: Document) -> str:
-        """The access token of a member whose identity was just proven (a password checked,
+    async def grant(self, member: Document, org: Document, info: RequestInfo
+                    ) -> IssuedSession:
+        """A new session for a member whose identity was just proven (a password checked,
         an invitation accepted)."""
         await self.members.logged_in(member["_id"])
-        return self.tokens.issue(admin_id=str(member["_id"]), organization_id=str(org["_id"]),
-                                 version=member["token_version"], role=member["role"])
+        return await self.sessions.start(member, org, info)
 
     async def admin_login(self, email: str, password: str, auditor: Auditor,
                           roles: Collection[str]) -> LoginResponse:
-        token, member, org = await self.login(email, password, auditor, roles)
+        issued, member, org = await self.login(email, password, auditor, roles)
         return LoginResponse(
-            access_token=token,
+            access_token=issued.access.token,
+            refresh_token=issued.refresh_token,
             admin_id=str(member["_id"]),
             organization_name=org["organization_name"],
             email=member["email"],
-            expires_in=int(self.tokens.expire.total_seconds()),
+            expires_in=issued.access.expires_in,
         )
 
     async def member_login(self, email: str, password: str, auditor: Auditor
                            ) -> MemberLoginResponse:
-        token, member, org = await self.login(email, password, auditor)
-        return self.member_login_response(token, member, org)
+        issued, member, org = await self.login(email, password, auditor)
+        return self.member_login_response(issued, member, org)
 
-    def member_login_response(self, token: str, member: Document, org: Document
+    @staticmethod
+    def member_login_response(issued: IssuedSession, member: Document, org: Document
                               ) -> MemberLoginResponse:
         """What /auth/login (and an accepted invitation) answers."""
         return MemberLoginResponse(
-            access_token=token,
+            access_token=issued.access.token,
+            refresh_token=issued.refresh_token,
             member_id=str(member["_id"]),
             role=member["role"],
             organization_id=str(org["_id"]),
             organization_name=org["organization_name"],
             email=member["email"],
-            expires_in=int(self.tokens.expire.total_seconds()),
+            expires_in=issued.access.expires_in,
         )
 
     @staticmethod

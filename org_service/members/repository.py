@@ -22,6 +22,7 @@ from org_service.roles import Role
 
 # The joined document's id, set on the member for the length of the tenant lookup.
 ALSO_ID = "_also_id"
+SESSION_ID = "_session_id"
 ACTIVE, SUSPENDED = "active", "suspended"
 LEGACY_COLLECTION = "admins"
 MIGRATION_ID = "admins_to_members"
@@ -31,6 +32,7 @@ class MemberWithOrganization(NamedTuple):
     member: Document
     organization: Document | None
     also: Document | None
+    session: Document | None = None
 
 
 def name_key(name: str | None) -> str | None:
@@ -146,10 +148,12 @@ class MemberRepository:
         return found
 
     async def with_organization(self, member_id: ObjectId,
-                                also: tuple[str, Document] | None = None
+                                also: tuple[str, Document] | None = None,
+                                session_id: ObjectId | None = None
                                 ) -> MemberWithOrganization | None:
         """The member (without the password hash) and, as `organization`, its organization
-        (None if gone), in one round trip: every authenticated request starts here.
+        (None if gone), in one round trip: every authenticated request starts here. With
+        `session_id`, that session too (org_service/sessions), joined the same way.
 
         `also` = (collection, filter) reads one document of another collection of this
         database in the same command, as `also` (None if there is none). The filter names
@@ -162,6 +166,12 @@ class MemberRepository:
             {"$lookup": {"from": "organizations", "localField": "organization_id",
                          "foreignField": "_id", "as": "organization"}},
         ]
+        if session_id is not None:
+            pipeline += [
+                {"$set": {SESSION_ID: {"$literal": session_id}}},
+                {"$lookup": {"from": "sessions", "localField": SESSION_ID,
+                             "foreignField": "_id", "as": "session"}},
+            ]
         if also is not None:
             collection, query = also
             rest = {field: value for field, value in query.items() if field != "_id"}
@@ -174,13 +184,15 @@ class MemberRepository:
         found = await cursor.to_list(1)
         if not found:
             if await self._adopt_where({"_id": member_id}):
-                return await self.with_organization(member_id, also)
+                return await self.with_organization(member_id, also, session_id)
             return None
         member = found[0]
         member.pop(ALSO_ID, None)
+        member.pop(SESSION_ID, None)
         organization = next(iter(member.pop("organization")), None)
         return MemberWithOrganization(member, organization,
-                                      next(iter(member.pop("also", ())), None))
+                                      next(iter(member.pop("also", ())), None),
+                                      next(iter(member.pop("session", ())), None))
 
     async def get_by_email(self, email: str) -> Document | None:
         key = email_key(email)

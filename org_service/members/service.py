@@ -41,6 +41,8 @@ from org_service.pagination import CursorCodec, Pager, SortOrder
 from org_service.records.validation import check_shape, check_size, invalid, problem
 from org_service.roles import RANKS, Role, allows, outranks_or_equals
 from org_service.security import PasswordHasher
+from org_service.sessions.service import REMOVED, REVOKED, SessionService
+from org_service.sessions.service import SUSPENDED as SUSPENDED_SESSION
 from org_service.tenancy import TenantContext
 
 BY_ID = SortOrder(("_id",))
@@ -58,8 +60,10 @@ def _changed_meanwhile() -> Conflict:
 
 class MemberService:
     def __init__(self, members: MemberRepository, hasher: PasswordHasher,
-                 credentials: Credentials, cursors: CursorCodec) -> None:
+                 credentials: Credentials, cursors: CursorCodec, sessions: SessionService
+                 ) -> None:
         self.members = members
+        self.sessions = sessions
         self.hasher = hasher
         self.credentials = credentials
         self.cursors = cursors
@@ -194,6 +198,7 @@ class MemberService:
         if member["role"] == Role.OWNER:
             await self._keep_an_owner(changed, undo={
                 "state": ACTIVE, "token_version": member["token_version"]})
+        await self.sessions.end_member(member["_id"], SUSPENDED_SESSION)
         return member_public(changed)
 
     async def reactivate(self, tenant: TenantContext, member_id: str) -> MemberPublic:
@@ -219,7 +224,14 @@ class MemberService:
         # Their reports now report to whoever they reported to.
         await self.members.repoint_reports(member["organization_id"], member["_id"],
                                            member.get("manager_id"))
+        await self.sessions.end_member(member["_id"], REMOVED)
         return member
+
+    async def end_sessions(self, tenant: TenantContext, member_id: str) -> int:
+        """End every session of a member of the organization; how many were live."""
+        member = await self.get(tenant, member_id)
+        self._may_act_on(tenant, member)
+        return await self.sessions.end_member(member["_id"], REVOKED)
 
     async def transfer_ownership(self, tenant: TenantContext, member_id: str
                                  ) -> tuple[MemberPublic, MemberPublic]:

@@ -38,8 +38,10 @@ async def test_admin_login_keeps_its_contract_for_owners_and_admins_and_names_au
         response = await client.post("/admin/login", json={
             "email": people[role].email, "password": DEFAULT_PASSWORD})
         assert response.status_code == 200
+        # The seed's fields, and the refresh token of the session the login started.
         assert set(response.json()) == {"access_token", "token_type", "admin_id",
-                                        "organization_name", "email", "expires_in"}
+                                        "organization_name", "email", "expires_in",
+                                        "refresh_token"}
     for role in ("manager", "employee"):
         response = await client.post("/admin/login", json={
             "email": people[role].email, "password": DEFAULT_PASSWORD})

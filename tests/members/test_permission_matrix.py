@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from org_service.main import create_app
@@ -25,12 +26,13 @@ _emails = itertools.count()
 class Fixture:
     """One organization's team, plus a record, an index and a member to act on."""
 
-    def __init__(self, people: dict[str, Any], record_id: str, index: str, target: Person
-                 ) -> None:
+    def __init__(self, people: dict[str, Any], record_id: str, index: str, target: Person,
+                 target_session: str) -> None:
         self.people = people
         self.record_id = record_id
         self.index = index
         self.target = target
+        self.target_session = target_session
 
 
 Build = Callable[[Fixture], tuple[str, Any]]
@@ -87,6 +89,14 @@ REQUESTS: dict[tuple[str, str], Build] = {
         f"/org/members/{f.target.id}/reports", None),
     ("POST", "/org/ownership/transfer"): lambda f: ("/org/ownership/transfer",
                                                     {"member_id": f.target.id}),
+    ("POST", "/auth/logout"): lambda f: ("/auth/logout", None),
+    ("GET", "/me/sessions"): lambda f: ("/me/sessions", None),
+    # Another member's session: nobody's own, so 404 for everyone (ending your own is
+    # tested with the sessions).
+    ("DELETE", "/me/sessions/{session_id}"): lambda f: (f"/me/sessions/{f.target_session}",
+                                                        None),
+    ("DELETE", "/org/members/{member_id}/sessions"): lambda f: (
+        f"/org/members/{f.target.id}/sessions", None),
 }
 
 
@@ -98,7 +108,9 @@ def declared() -> dict[tuple[str, str], str]:
 
 # The permission each route declares, as the README's route table documents it.
 DOCUMENTED = {
-    **dict.fromkeys([("GET", "/admin/me"), ("GET", "/me"), ("PATCH", "/me")], "self"),
+    **dict.fromkeys([("GET", "/admin/me"), ("GET", "/me"), ("PATCH", "/me"),
+                     ("POST", "/auth/logout"), ("GET", "/me/sessions"),
+                     ("DELETE", "/me/sessions/{session_id}")], "self"),
     ("PUT", "/org/update"): "org:update",
     ("DELETE", "/org/delete"): "org:delete",
     ("POST", "/org/ownership/transfer"): "org:transfer",
@@ -153,8 +165,13 @@ async def build(client: httpx.AsyncClient, name: str) -> Fixture:
     target = await client.post("/org/members", headers=owner.auth, json={
         "email": f"target@{name.lower()}.example.com", "password": "secure123",
         "name": "Target", "role": "employee", "manager_id": people["manager"].id})
+    session = await client.post("/auth/login", json={"email": target.json()["email"],
+                                                      "password": "secure123"})
+    target_session = jwt.decode(session.json()["access_token"],
+                                options={"verify_signature": False})["sid"]
     return Fixture(people, record.json()["id"], index_name,
-                   Person(target.json()["id"], target.json()["email"], "employee", ""))
+                   Person(target.json()["id"], target.json()["email"], "employee", ""),
+                   target_session)
 
 
 def allowed_roles(permission: str) -> set[str]:
@@ -178,7 +195,8 @@ async def test_each_role_is_allowed_exactly_what_the_table_says(
     crossed = await client.request(method, url, json=body, headers={
         **stranger.auth, "X-Organization-ID": acme.people["org"].id})
     assert crossed.status_code == 403, crossed.text
-    if any(f"{{{name}}}" in route[1] for name in ("record_id", "member_id", "name")):
+    if any(f"{{{name}}}" in route[1]
+           for name in ("record_id", "member_id", "name", "session_id")):
         foreign = await client.request(method, url, json=body, headers=stranger.auth)
         assert foreign.status_code == 404, (route, foreign.text)
     assert await snapshot(master) == before

@@ -21,6 +21,8 @@ SMUGGLED: dict[str, Any] = {
 
 # A member of Acme made for the request, where a body or path names one.
 MEMBER = "$member"
+# A refresh token of Acme's owner, from a login made for the request.
+REFRESH = "$refresh"
 
 # Every route with a request body, with a valid body for the organization "Acme".
 BODIES: list[tuple[str, str, dict[str, Any]]] = [
@@ -41,6 +43,7 @@ BODIES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/org/ownership/transfer", {"member_id": MEMBER}),
     ("PATCH", "/me", {"title": "Lead"}),
     ("PUT", "/org/records/{kind}/policy", {"read": ["manager"], "write": []}),
+    ("POST", "/auth/refresh", {"refresh_token": REFRESH}),
 ]
 # Where a smuggled name is a real field of the body (a member's role is set through the
 # role rules, tested with the members), it is not an unknown field.
@@ -99,7 +102,12 @@ async def test_record_bodies_cannot_set_server_owned_fields(
 
 async def made_for(client: httpx.AsyncClient, acme: Org, path: str, body: dict[str, Any]
                    ) -> tuple[str, dict[str, Any]]:
-    """The path and body with a member of Acme where they name one."""
+    """The path and body with a member of Acme (or a refresh token) where they name one."""
+    if REFRESH in body.values():
+        session = await client.post("/admin/login", json={"email": acme.email,
+                                                          "password": acme.password})
+        token = session.json()["refresh_token"]
+        return path, {key: token if value == REFRESH else value for key, value in body.items()}
     if "{member_id}" not in path and MEMBER not in body.values():
         return path.format(kind="notes"), body
     member = await client.post("/org/members", headers=acme.auth, json={

@@ -15,8 +15,8 @@ from org_service.deps import TenantBearer, tenant_context
 from org_service.main import create_app
 from org_service.models import RequestModel
 
-PUBLIC_PATHS = {"/org/create", "/org/get", "/admin/login", "/auth/login", "/health", "/ready",
-                "/metrics"}
+PUBLIC_PATHS = {"/org/create", "/org/get", "/admin/login", "/auth/login", "/auth/refresh",
+                "/health", "/ready", "/metrics"}
 DOCS_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 

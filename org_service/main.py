@@ -175,6 +175,12 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     app.router.routes.extend(router.routes)
 
 
+# Every router of the API, by domain.
+ROUTERS: tuple[APIRouter, ...] = (
+    organization_endpoints.router, auth_endpoints.router, auth_endpoints.member_router,
+    member_endpoints.router, member_endpoints.me_router, session_endpoints.public_router,
+    session_endpoints.router, record_endpoints.router, audit_endpoints.router, health.router)
+
 # Always answered, however loaded the process: an orchestrator must see it alive.
 EXEMPT_FROM_ADMISSION = frozenset({"/health", "/ready", "/metrics"})
 
@@ -251,11 +257,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Organization-ID",
                            "X-Request-ID", "Idempotency-Key", "If-Match"],
         )
-    for router in (organization_endpoints.router, auth_endpoints.router,
-                   auth_endpoints.member_router, member_endpoints.router,
-                   member_endpoints.me_router, session_endpoints.public_router,
-                   session_endpoints.router,
-                   record_endpoints.router, audit_endpoints.router, health.router):
+    for router in ROUTERS:
         add_routes(app, router)
     # Inside the request log and metrics (a shed request is logged and counted like any
     # other), outside everything that reads a request.

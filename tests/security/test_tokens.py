@@ -15,7 +15,7 @@ from bson import ObjectId
 from org_service.security import LEEWAY_SECONDS
 from tests.helpers import Org, create_org, login
 
-GOOD_CLAIMS = ("sub", "org", "role", "ver", "iat", "exp", "jti")
+GOOD_CLAIMS = ("sub", "org", "sid", "role", "ver", "iat", "exp", "jti")
 
 
 def claims_of(org: Org) -> dict[str, Any]:
@@ -120,7 +120,7 @@ async def test_token_issued_in_the_future_is_refused(client: httpx.AsyncClient,
     assert_refused(await me(client, forge(settings, future)))
 
 
-@pytest.mark.parametrize("claim", ["exp", "iat", "sub", "org", "ver"])
+@pytest.mark.parametrize("claim", ["exp", "iat", "sub", "org", "ver", "sid"])
 async def test_token_missing_a_required_claim_is_refused(client: httpx.AsyncClient,
                                                          settings: Any, claim: str) -> None:
     org = await create_org(client, "Acme")
@@ -133,6 +133,7 @@ async def test_token_missing_a_required_claim_is_refused(client: httpx.AsyncClie
     ("ver", "1"), ("ver", True), ("ver", 1.0), ("org", 123), ("exp", "tomorrow"),
     ("exp", 10**20), ("iat", "now"), ("sub", "not-an-object-id"),
     ("sub", "64b000000000000000000001"), ("org", "64b000000000000000000002"), ("ver", 2),
+    ("sid", 7), ("sid", "not-an-object-id"),
 ])
 async def test_token_with_a_wrong_claim_is_refused(client: httpx.AsyncClient, settings: Any,
                                                    claim: str, value: Any) -> None:

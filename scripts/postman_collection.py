@@ -434,6 +434,69 @@ members = {"name": "Members", "item": [
         '});']),
 ]}
 
+sessions = {"name": "Sessions", "item": [
+    req("Log in: a session starts (saves session tokens)", "POST", "/auth/login",
+        body={"email": A_EMAIL, "password": PW}, tests=status(200) + [
+        'const body = pm.response.json();',
+        'pm.test("an access token and a refresh token", () => {',
+        '  pm.expect(body.refresh_token).to.be.a("string").and.not.empty;',
+        '  pm.expect(body.expires_in).to.be.above(0);',
+        '});',
+        'pm.collectionVariables.set("session_access", body.access_token);',
+        'pm.collectionVariables.set("session_refresh", body.refresh_token);']),
+    req("Refresh: a new pair, the refresh token spent", "POST", "/auth/refresh",
+        body={"refresh_token": "{{session_refresh}}"}, tests=status(200) + [
+        'const body = pm.response.json();',
+        'pm.test("a new refresh token", () => {',
+        '  pm.expect(body.refresh_token).to.not.eql(pm.collectionVariables.get("session_refresh"));',
+        '  pm.expect(body.token_type).to.eql("bearer");',
+        '});',
+        'pm.collectionVariables.set("spent_refresh", pm.collectionVariables.get("session_refresh"));',
+        'pm.collectionVariables.set("session_access", body.access_token);',
+        'pm.collectionVariables.set("session_refresh", body.refresh_token);']),
+    req("Refresh again with the token just spent (a second tab): the same pair", "POST",
+        "/auth/refresh", body={"refresh_token": "{{spent_refresh}}"}, tests=status(200) + [
+        'pm.test("the pair the first refresh got", () => {',
+        '  const body = pm.response.json();',
+        '  pm.expect(body.refresh_token).to.eql(pm.collectionVariables.get("session_refresh"));',
+        '  pm.expect(body.access_token).to.eql(pm.collectionVariables.get("session_access"));',
+        '});']),
+    req("Refresh: malformed body → 422", "POST", "/auth/refresh", body={"token": "x"},
+        tests=error(422, "validation_error")),
+    req("Refresh: unknown token → 401", "POST", "/auth/refresh",
+        body={"refresh_token": "never-issued-{{run_id}}"}, tests=error(401, "session_ended")),
+    req("Log in elsewhere (saves other_access)", "POST", "/auth/login",
+        headers={"User-Agent": "Postman other device"},
+        body={"email": A_EMAIL, "password": PW}, tests=status(200) + [
+        'pm.collectionVariables.set("other_access", pm.response.json().access_token);']),
+    req("The other device finds its session id (saves other_session_id)", "GET", "/me/sessions",
+        auth="other_access", tests=status(200) + [
+        'const current = pm.response.json().sessions.filter(s => s.current);',
+        'pm.test("exactly one current session, with its user agent", () => {',
+        '  pm.expect(current).to.have.lengthOf(1);',
+        '  pm.expect(current[0].user_agent).to.eql("Postman other device");',
+        '});',
+        'pm.collectionVariables.set("other_session_id", current[0].id);']),
+    req("My sessions: both listed", "GET", "/me/sessions", auth="session_access",
+        tests=status(200) + [
+        'const ids = pm.response.json().sessions.map(s => s.id);',
+        'pm.test("the other device is listed", () => pm.expect(ids).to.include(pm.collectionVariables.get("other_session_id")));']),
+    req("End the other device's session", "DELETE", "/me/sessions/{{other_session_id}}",
+        auth="session_access", tests=status(204)),
+    req("The other device's token is refused at once", "GET", "/me", auth="other_access",
+        tests=error(401, "session_ended")),
+    req("End it again → 404", "DELETE", "/me/sessions/{{other_session_id}}",
+        auth="session_access", tests=error(404, "not_found")),
+    req("An admin ends every session of the employee", "DELETE",
+        "/org/members/{{employee_id}}/sessions", auth="access_token", tests=status(200) + [
+        'pm.test("says how many", () => pm.expect(pm.response.json().ended).to.be.a("number"));']),
+    req("Log out", "POST", "/auth/logout", auth="session_access", tests=status(204)),
+    req("The logged-out access token is refused", "GET", "/me", auth="session_access",
+        tests=error(401, "session_ended")),
+    req("The logged-out refresh token is refused", "POST", "/auth/refresh",
+        body={"refresh_token": "{{session_refresh}}"}, tests=error(401, "session_ended")),
+]}
+
 lifecycle = {"name": "Organizations: rename and delete", "item": [
     req("Update: other organization → 403", "PUT", "/org/update", auth="access_token",
         body={"old_organization_name": B, "new_organization_name": "Stolen {{run_id}}"},
@@ -525,7 +588,7 @@ def documents(idempotency: bool) -> dict[str, str]:
                            "so its failed logins and creates do not throttle yours.",
             "schema": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json",
         },
-        "item": [health, organizations, auth, records, audit, members, lifecycle],
+        "item": [health, organizations, auth, records, audit, members, sessions, lifecycle],
         "event": [
             {"listen": "prerequest", "script": js(
                 'if (!pm.collectionVariables.get("run_id")) {',
@@ -544,7 +607,8 @@ def documents(idempotency: bool) -> dict[str, str]:
                      ("run_id", "client_address", "org_a_name", "org_a_email", "org_a_id",
                       "org_b_name", "org_b_email", "org_b_id", "audit_cursor", "record_id", "records_next",
                       "manager_id", "employee_id", "manager_token", "employee_token",
-                      "salary_id")],
+                      "salary_id", "session_access", "session_refresh", "spent_refresh",
+                      "other_access", "other_session_id")],
     }
 
     env = {

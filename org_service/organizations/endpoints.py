@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from bson import ObjectId
 from fastapi import APIRouter, Header, status
 
 from org_service.audit.service import AuditEvent
@@ -118,7 +119,10 @@ async def delete_organization(body: OrganizationDelete, target: DeleteTargetDep,
     running, and only then can the collection be dropped."""
     async with auditor.action("organization.delete", _delete_event(target,
                                                                    body.organization_name)):
-        return await services.organizations.delete(target, body.organization_name)
+        deleted = await services.organizations.delete(target, body.organization_name)
+    # Its members are gone, which already ends their sessions; this marks them ended.
+    await services.sessions.end_organization(ObjectId(deleted.id))
+    return deleted
 
 
 def _event(tenant: TenantContext, named: str) -> AuditEvent:

@@ -24,7 +24,7 @@ from org_service.auth.repository import LoginFailureRepository
 from org_service.auth.service import AuthService
 from org_service.auth.throttle import CreateThrottle, LoginThrottle
 from org_service.config import Settings
-from org_service.db import Document, Mongo, object_id, utcnow
+from org_service.db import Document, Mongo, object_id
 from org_service.errors import (
     Forbidden,
     MemberSuspended,
@@ -46,7 +46,7 @@ from org_service.records.schemas import KIND_PATTERN
 from org_service.records.service import RecordService
 from org_service.roles import Permission, allows
 from org_service.security import PasswordHasher, TokenClaims, TokenCodec
-from org_service.sessions.service import SessionService
+from org_service.sessions.service import SessionService, session_has_ended
 from org_service.tenancy import CollectionHints, Prefetched, TenantContext
 
 
@@ -180,7 +180,7 @@ async def resolve_tenant(request: Request, services: Services,
     admin_id, session_id = object_id(claims.admin_id), object_id(claims.session_id)
     hint = services.collection_hints.get(claims.organization_id) if prefetch else None
     found = admin_id and session_id and await services.member_repository.with_organization(
-        admin_id, also=(hint, prefetch) if hint and prefetch else None, session_id=session_id)
+        admin_id, also=(hint, prefetch) if hint and prefetch else None)
     if not found or str(found.member["organization_id"]) != claims.organization_id:
         raise Unauthorized()
     if found.member.get("state", MEMBER_ACTIVE) != MEMBER_ACTIVE:
@@ -189,10 +189,9 @@ async def resolve_tenant(request: Request, services: Services,
     # tokens die at once.
     if found.member.get("token_version") != claims.version:
         raise Unauthorized()
-    session = found.session
-    # Logged out, revoked, ended for a reused refresh token, or past its end.
-    if (session is None or session["member_id"] != admin_id
-            or session.get("ended_at") is not None or session["expires_at"] <= utcnow()):
+    # Logged out, revoked or ended for a reused refresh token (a session past its end has
+    # no access token left: none outlives it).
+    if session_has_ended(found.member, session_id):
         raise SessionEnded()
     organization = found.organization
     if organization is not None and organization["state"] == RENAMING:

@@ -9,6 +9,7 @@ nobody is locked out while it runs."""
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 from typing import NamedTuple
 
 from bson import ObjectId
@@ -22,8 +23,10 @@ from org_service.roles import Role
 
 # The joined document's id, set on the member for the length of the tenant lookup.
 ALSO_ID = "_also_id"
-SESSION_ID = "_session_id"
 ACTIVE, SUSPENDED = "active", "suspended"
+# Sessions noted as ended on a member at once (each for one access-token lifetime): far more
+# than anyone ends in a quarter of an hour, and a bound on the member document.
+ENDED_SESSIONS_MAX = 500
 LEGACY_COLLECTION = "admins"
 MIGRATION_ID = "admins_to_members"
 
@@ -32,7 +35,6 @@ class MemberWithOrganization(NamedTuple):
     member: Document
     organization: Document | None
     also: Document | None
-    session: Document | None = None
 
 
 def name_key(name: str | None) -> str | None:
@@ -148,12 +150,10 @@ class MemberRepository:
         return found
 
     async def with_organization(self, member_id: ObjectId,
-                                also: tuple[str, Document] | None = None,
-                                session_id: ObjectId | None = None
+                                also: tuple[str, Document] | None = None
                                 ) -> MemberWithOrganization | None:
         """The member (without the password hash) and, as `organization`, its organization
-        (None if gone), in one round trip: every authenticated request starts here. With
-        `session_id`, that session too (org_service/sessions), joined the same way.
+        (None if gone), in one round trip: every authenticated request starts here.
 
         `also` = (collection, filter) reads one document of another collection of this
         database in the same command, as `also` (None if there is none). The filter names
@@ -166,12 +166,6 @@ class MemberRepository:
             {"$lookup": {"from": "organizations", "localField": "organization_id",
                          "foreignField": "_id", "as": "organization"}},
         ]
-        if session_id is not None:
-            pipeline += [
-                {"$set": {SESSION_ID: {"$literal": session_id}}},
-                {"$lookup": {"from": "sessions", "localField": SESSION_ID,
-                             "foreignField": "_id", "as": "session"}},
-            ]
         if also is not None:
             collection, query = also
             rest = {field: value for field, value in query.items() if field != "_id"}
@@ -184,15 +178,13 @@ class MemberRepository:
         found = await cursor.to_list(1)
         if not found:
             if await self._adopt_where({"_id": member_id}):
-                return await self.with_organization(member_id, also, session_id)
+                return await self.with_organization(member_id, also)
             return None
         member = found[0]
         member.pop(ALSO_ID, None)
-        member.pop(SESSION_ID, None)
         organization = next(iter(member.pop("organization")), None)
         return MemberWithOrganization(member, organization,
-                                      next(iter(member.pop("also", ())), None),
-                                      next(iter(member.pop("session", ())), None))
+                                      next(iter(member.pop("also", ())), None))
 
     async def get_by_email(self, email: str) -> Document | None:
         key = email_key(email)
@@ -282,6 +274,18 @@ class MemberRepository:
             {"$group": {"_id": {"role": "$role", "state": "$state"}, "count": {"$sum": 1}}},
         ])
         return await cursor.to_list(None)
+
+    async def sessions_ended(self, member_id: ObjectId, session_ids: list[ObjectId], *,
+                             until: datetime) -> None:
+        """Note on the member that these sessions ended, until `until` (by when every access
+        token they were given has expired): the tenant lookup reads the member anyway, so
+        it refuses their access tokens at no cost. Entries past their time are dropped."""
+        now = utcnow()
+        await self.collection.update_one(
+            {"_id": member_id}, {"$pull": {"ended_sessions": {"until": {"$lte": now}}}})
+        await self.collection.update_one({"_id": member_id}, {"$push": {"ended_sessions": {
+            "$each": [{"id": session_id, "until": until} for session_id in session_ids],
+            "$slice": -ENDED_SESSIONS_MAX}}})
 
     async def logged_in(self, member_id: ObjectId) -> None:
         await self.collection.update_one({"_id": member_id},

@@ -231,6 +231,9 @@ class MemberService:
         """End every session of a member of the organization; how many were live."""
         member = await self.get(tenant, member_id)
         self._may_act_on(tenant, member)
+        # A new token version ends every access and refresh token the member holds.
+        if await self.members.change(member, {}, bump_version=True) is None:
+            raise _changed_meanwhile()
         return await self.sessions.end_member(member["_id"], REVOKED)
 
     async def transfer_ownership(self, tenant: TenantContext, member_id: str

@@ -12,10 +12,14 @@ not drawn: the next refresh token is HMAC(key, the token it replaces) (256 bits 
 can compute without both), and the access token's times and id come from the rotation
 stored on the session, so signing it again gives the same bytes.
 
-Every access token names its session (`sid`); the tenant lookup reads the session in its
-one round trip, so an ended session's access tokens stop at once. A member's credential
-change or suspension moves their token version, which ends every session they had
-(`member_version` no longer matches) even if marking them ended never happens."""
+Every access token names its session (`sid`) and never outlives it. Ending a session notes
+it on its member (`ended_sessions`, for one access-token lifetime) before marking the
+session itself: the tenant lookup reads the member anyway, so an ended session's access
+tokens stop at once without a join or a query more per request, and a crash between the
+two steps leaves the session ended for a refresh too (a refresh reads the member). A
+member's credential change or suspension moves their token version, which ends every
+session they had (`member_version` no longer matches) even if marking them ended never
+happens."""
 
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from org_service.errors import SessionEnded, TenantBusy
 from org_service.members.repository import ACTIVE as MEMBER_ACTIVE
 from org_service.members.repository import MemberRepository
 from org_service.organizations.schemas import ACTIVE, RENAMING
-from org_service.security import AccessToken, TokenCodec
+from org_service.security import LEEWAY_SECONDS, AccessToken, TokenCodec
 from org_service.sessions.repository import SessionRepository
 
 REFRESH_TOKEN_BYTES = 32  # 256 bits
@@ -60,6 +64,12 @@ class IssuedSession:
     refresh_token: str
 
 
+def session_has_ended(member: Document, session_id: ObjectId | None) -> bool:
+    """Whether the member's document notes the session as ended (the tenant lookup's check:
+    an entry outlives every access token of its session)."""
+    return any(entry["id"] == session_id for entry in member.get("ended_sessions") or ())
+
+
 def _is_live(session: Document, now: datetime) -> bool:
     return (session.get("ended_at") is None and session["expires_at"] > now
             and session["idle_expires_at"] > now)
@@ -76,6 +86,9 @@ class SessionService:
         self.idle = timedelta(days=settings.SESSION_IDLE_DAYS)
         self.grace = timedelta(seconds=settings.REFRESH_REUSE_GRACE_SECONDS)
         self.per_member = settings.SESSIONS_PER_MEMBER
+        # How long an ended session stays noted on its member: its last access token's
+        # lifetime, the decoder's leeway, and a minute for a refresh that was under way.
+        self.noted_for = tokens.expire + timedelta(seconds=LEEWAY_SECONDS + 60)
 
     def successor(self, refresh_token: str) -> str:
         """The refresh token that replaces `refresh_token`."""
@@ -113,8 +126,17 @@ class SessionService:
         await self.sessions.insert(session)
         displaced = await self.sessions.oldest_beyond(member["_id"], self.per_member)
         if displaced:
-            await self.sessions.end({"_id": {"$in": displaced}}, reason=DISPLACED, at=now)
+            await self._end(member["_id"], displaced, DISPLACED)
         return self._issue(session, member, refresh_token)
+
+    async def _end(self, member_id: ObjectId, session_ids: list[ObjectId], reason: str
+                   ) -> int:
+        """End these sessions of the member: noted on the member first (their access tokens
+        stop), then marked (their refresh tokens stop); how many were live."""
+        now = utcnow()
+        await self.members.sessions_ended(member_id, session_ids, until=now + self.noted_for)
+        return await self.sessions.end({"_id": {"$in": session_ids}, "member_id": member_id},
+                                       reason=reason, at=now)
 
     def _issue(self, session: Document, member: Document, refresh_token: str
                ) -> IssuedSession:
@@ -154,7 +176,7 @@ class SessionService:
                 and now - session["rotated_at"] <= self.grace):
             return self._issue(session, member, successor)
         # A spent token, or the last one past its grace: someone else holds the family.
-        await self.sessions.end({"_id": session["_id"]}, reason=REUSED, at=now)
+        await self._end(session["member_id"], [session["_id"]], REUSED)
         await auditor.record("session.refresh_reuse", "denied", target=str(session["_id"]),
                              reason="session_ended", admin_id=session["member_id"],
                              organization_id=session["organization_id"])
@@ -170,6 +192,7 @@ class SessionService:
             raise TenantBusy(str(organization["_id"]))
         if (member is None or member.get("state", MEMBER_ACTIVE) != MEMBER_ACTIVE
                 or member.get("token_version") != session["member_version"]
+                or session_has_ended(member, session["_id"])
                 or organization is None or organization["state"] != ACTIVE):
             await self.sessions.end({"_id": session["_id"]}, reason=CREDENTIALS, at=now)
             raise SessionEnded()
@@ -184,10 +207,15 @@ class SessionService:
 
     async def end(self, session_id: ObjectId, member_id: ObjectId, reason: str) -> bool:
         """End one live session of this member; whether there was one."""
-        return await self.sessions.end({"_id": session_id, "member_id": member_id},
-                                       reason=reason, at=utcnow()) > 0
+        session = await self.sessions.get(session_id)
+        if (session is None or session["member_id"] != member_id
+                or not _is_live(session, utcnow())):
+            return False
+        return await self._end(member_id, [session_id], reason) > 0
 
     async def end_member(self, member_id: ObjectId, reason: str) -> int:
+        """Mark every session of a member ended, once their token version has moved (which
+        is what ends them: this is the record of it)."""
         return await self.sessions.end({"member_id": member_id}, reason=reason, at=utcnow())
 
     async def end_organization(self, organization_id: ObjectId) -> int:

@@ -21,6 +21,10 @@ AuditAction = Literal[
     "member.ownership_transfer",
     "member.self_update",
     "records.policy_change",
+    "invitation.create",
+    "invitation.resend",
+    "invitation.revoke",
+    "invitation.accept",
 ]
 # denied: refused by an authorization rule (a cross-tenant attempt); failure: anything else.
 AuditOutcome = Literal["success", "failure", "denied", "throttled"]

@@ -23,14 +23,16 @@ _emails = itertools.count()
 
 
 class Fixture:
-    """One organization's team, plus a record, an index and a member to act on."""
+    """One organization's team, plus a record, an index, a member and an invitation to act
+    on."""
 
-    def __init__(self, people: dict[str, Any], record_id: str, index: str, target: Person
-                 ) -> None:
+    def __init__(self, people: dict[str, Any], record_id: str, index: str, target: Person,
+                 invitation_id: str) -> None:
         self.people = people
         self.record_id = record_id
         self.index = index
         self.target = target
+        self.invitation_id = invitation_id
 
 
 Build = Callable[[Fixture], tuple[str, Any]]
@@ -87,6 +89,14 @@ REQUESTS: dict[tuple[str, str], Build] = {
         f"/org/members/{f.target.id}/reports", None),
     ("POST", "/org/ownership/transfer"): lambda f: ("/org/ownership/transfer",
                                                     {"member_id": f.target.id}),
+    # An employee, with no manager named: what a manager may send too.
+    ("POST", "/org/invitations"): lambda f: ("/org/invitations", {
+        "email": f"invitee{next(_emails)}@matrix.example.com", "role": "employee"}),
+    ("GET", "/org/invitations"): lambda f: ("/org/invitations", None),
+    ("POST", "/org/invitations/{invitation_id}/resend"): lambda f: (
+        f"/org/invitations/{f.invitation_id}/resend", None),
+    ("POST", "/org/invitations/{invitation_id}/revoke"): lambda f: (
+        f"/org/invitations/{f.invitation_id}/revoke", None),
 }
 
 
@@ -119,6 +129,9 @@ DOCUMENTED = {
     ("GET", "/org/records/{kind}/policy"): "records:policy",
     ("PUT", "/org/records/{kind}/policy"): "records:policy",
     ("GET", "/org/stats"): "stats:read",
+    # A manager too, narrowed to their own invitations (invitations:manage: all of them).
+    **{route: "invitations:create" for route in REQUESTS
+       if route[1].startswith("/org/invitations")},
 }
 
 
@@ -153,8 +166,12 @@ async def build(client: httpx.AsyncClient, name: str) -> Fixture:
     target = await client.post("/org/members", headers=owner.auth, json={
         "email": f"target@{name.lower()}.example.com", "password": "secure123",
         "name": "Target", "role": "employee", "manager_id": people["manager"].id})
+    invitation = await client.post("/org/invitations", headers=owner.auth, json={
+        "email": f"invited@{name.lower()}.example.com", "role": "employee"})
+    assert invitation.status_code == 201, invitation.text
     return Fixture(people, record.json()["id"], index_name,
-                   Person(target.json()["id"], target.json()["email"], "employee", ""))
+                   Person(target.json()["id"], target.json()["email"], "employee", ""),
+                   invitation.json()["id"])
 
 
 def allowed_roles(permission: str) -> set[str]:
@@ -178,7 +195,8 @@ async def test_each_role_is_allowed_exactly_what_the_table_says(
     crossed = await client.request(method, url, json=body, headers={
         **stranger.auth, "X-Organization-ID": acme.people["org"].id})
     assert crossed.status_code == 403, crossed.text
-    if any(f"{{{name}}}" in route[1] for name in ("record_id", "member_id", "name")):
+    if any(f"{{{name}}}" in route[1]
+           for name in ("record_id", "member_id", "name", "invitation_id")):
         foreign = await client.request(method, url, json=body, headers=stranger.auth)
         assert foreign.status_code == 404, (route, foreign.text)
     assert await snapshot(master) == before

@@ -84,6 +84,17 @@ async def app_sending_to(settings: Any, server: SmtpServer, **changes: Any
         yield app
 
 
+async def until_stored(master: Any, query: dict[str, Any], condition: Any) -> dict[str, Any]:
+    """Wait for the outbox message `query` to satisfy `condition` (a state, not a time:
+    the deadline only keeps a broken run from hanging); the message as it then was."""
+    for _ in range(2000):
+        doc: dict[str, Any] | None = await master["outbox"].find_one(query)
+        if doc is not None and condition(doc):
+            return doc
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"the outbox message never got there: {doc}")
+
+
 def body(message: EmailMessage, subtype: str) -> str:
     part = message.get_body(preferencelist=(subtype,))
     assert part is not None and part.get_content_type() == f"text/{subtype}", message

@@ -12,6 +12,7 @@ from org_service.audit.endpoints import router as audit_router
 from org_service.auth.endpoints import member_router
 from org_service.auth.endpoints import router as admin_router
 from org_service.health import router as health_router
+from org_service.invitations import endpoints as invitations
 from org_service.main import create_app
 from org_service.members import endpoints as members
 from org_service.organizations.endpoints import router as organization_router
@@ -19,7 +20,8 @@ from org_service.records.endpoints import router as record_router
 from org_service.records.schemas import BULK_MAX_BODY_BYTES
 
 ROUTERS = (organization_router, admin_router, member_router, members.router, members.me_router,
-           record_router, audit_router, health_router)
+           record_router, audit_router, invitations.router, invitations.public_router,
+           health_router)
 
 
 def test_every_route_of_every_router_is_on_the_app_itself() -> None:

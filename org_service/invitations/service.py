@@ -28,6 +28,7 @@ from org_service.db import Document, object_id, utcnow
 from org_service.errors import Conflict, Gone, NotFound, PermissionDenied, TenantBusy
 from org_service.invitations.mail import invitation_mail
 from org_service.invitations.repository import (
+    ACCEPTED,
     COLLECTION,
     EXPIRED,
     PENDING,
@@ -255,10 +256,16 @@ class InvitationService:
         accepted = await self.invitations.accept(invitation, member_id=member["_id"],
                                                  now=self.clock())
         if accepted is None:
+            # A concurrent accept that lost the insert to this one may have finished the
+            # invitation for it (`_account_exists`): then it is accepted, by this member.
+            current = await self.invitations.get(invitation["_id"])
+            if (current is not None and current["state"] == ACCEPTED
+                    and current.get("member_id") == member["_id"]):
+                accepted = current
+        if accepted is None:
             # Revoked, resent or expired since it was read: the member goes again.
             await self.members.delete_invited(member["_id"], invitation["_id"])
             event.admin_id = None
-            current = await self.invitations.get(invitation["_id"])
             if current is not None and expired(current, self.clock()):
                 raise Gone("This invitation has expired: ask for a new one")
             raise NotFound("This invitation was revoked or resent meanwhile")

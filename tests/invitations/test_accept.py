@@ -69,6 +69,36 @@ async def test_two_accepts_of_one_token_at_once_make_exactly_one_member(
     assert stored["state"] == "accepted" and stored["member_id"] == member["_id"]
 
 
+async def test_an_accept_whose_invitation_a_losing_accept_finished_still_succeeds(
+        client: httpx.AsyncClient, master: Any, services: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    org = await create_org(client, "Acme")
+    created = await invite(client, org, "invitee@example.com")
+    token = token_of(created["accept_url"])
+    repository = services.invitations.invitations
+    real_accept, inserted, release = repository.accept, asyncio.Event(), asyncio.Event()
+
+    async def held_accept(*args: Any, **kwargs: Any) -> Any:
+        inserted.set()  # the member is written; its invitation not yet
+        await release.wait()
+        return await real_accept(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "accept", held_accept)
+    first = asyncio.create_task(accept(client, token, name="First"))
+    await inserted.wait()
+    # The second loses the insert and finishes the invitation for the first's member.
+    second = await accept(client, token, name="Second")
+    release.set()
+    answer = await first
+
+    assert second.status_code == 409 and "already accepted" in second.json()["detail"]
+    assert answer.status_code == 201, answer.text
+    member = await master["members"].find_one({"email_key": "invitee@example.com"})
+    assert member is not None and str(member["_id"]) == answer.json()["member_id"]
+    stored = await master["invitations"].find_one({})
+    assert stored["state"] == "accepted" and stored["member_id"] == member["_id"]
+
+
 async def test_an_invitation_revoked_while_its_accept_runs_creates_nobody(
         client: httpx.AsyncClient, master: Any, held: HeldHashes) -> None:
     org = await create_org(client, "Acme")

@@ -102,7 +102,8 @@ def _run(work: Callable[[ThrottleAdmin], Awaitable[T]]) -> T:
 @throttle_app.command("clear")
 def clear(
     address: Annotated[str | None, typer.Option(
-        help="A client address: its failed logins (for any email) and its creates.")] = None,
+        help=("A client address: its failed logins (for any email), its creates and its "
+              "invalid invitation links."))] = None,
     email: Annotated[str | None, typer.Option(
         help="An admin email: its failed logins from any address.")] = None,
 ) -> None:

@@ -4,15 +4,68 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Self, get_args
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
 MIN_METRICS_TOKEN_CHARS = 16
+SMTP_SCHEMES = {"smtp": 25, "smtps": 465}
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpTarget:
+    """Where the outbox delivers mail, as SMTP_URL says it."""
+
+    hostname: str
+    port: int
+    username: str | None
+    password: str | None
+    implicit_tls: bool  # smtps://: TLS from the first byte
+    starttls: bool  # smtp://...?starttls=true: upgrade after EHLO, refuse to go on without
+
+    def __repr__(self) -> str:  # never the password, whoever prints it
+        return (f"SmtpTarget({self.hostname}:{self.port}, user={self.username!r}, "
+                f"tls={self.implicit_tls}, starttls={self.starttls})")
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    """`smtp://[user:pass@]host[:port][?starttls=true]` or `smtps://...` (implicit TLS);
+    ValueError naming what is wrong (never echoing the password)."""
+    parts = urlsplit(url)
+    if parts.scheme not in SMTP_SCHEMES:
+        raise ValueError("must start with smtp:// or smtps://")
+    try:
+        port = parts.port or SMTP_SCHEMES[parts.scheme]
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ValueError("names no host")
+    options = parse_qs(parts.query, keep_blank_values=True)
+    if set(options) - {"starttls"} or parts.path not in ("", "/"):
+        raise ValueError("takes no path and no query option but starttls=true|false")
+    starttls = options.get("starttls", ["false"])[-1].lower()
+    if starttls not in ("true", "false"):
+        raise ValueError("has starttls= neither true nor false")
+    if parts.scheme == "smtps" and starttls == "true":
+        raise ValueError("is smtps:// (TLS from the start) and asks for starttls too")
+    return SmtpTarget(
+        hostname=parts.hostname, port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        implicit_tls=parts.scheme == "smtps", starttls=starttls == "true")
 
 
 class OperatorSettings(BaseSettings):
@@ -120,6 +173,79 @@ class OperatorSettings(BaseSettings):
     METRICS_REFRESH_SECONDS: float = Field(default=15, ge=0, le=3600)
     # When set, GET /metrics wants `Authorization: Bearer <token>` (at least 16 characters).
     METRICS_TOKEN: SecretStr | None = None
+
+    # Invitations (org_service/invitations) and the mail of the outbox (org_service/outbox).
+    # The accept link of an invitation; `{token}` becomes the invitation's token. The default
+    # is this API's own GET /invitations/{token} on the development address, so a link read
+    # from the log works without a front end; in production, the front end's accept page.
+    INVITE_URL_TEMPLATE: str = Field(
+        default="http://127.0.0.1:8000/invitations/{token}", min_length=8, max_length=2000)
+    # Unset: mail is not sent but written to the log, link included (development only).
+    # `smtp://[user:pass@]host[:port][?starttls=true]`, or `smtps://` for TLS from the start.
+    SMTP_URL: SecretStr | None = None
+    SMTP_FROM: str = Field(default="org_service <no-reply@localhost>", min_length=3,
+                           max_length=320)
+    # Each SMTP step (connect, TLS, login, each command) waits at most this long.
+    SMTP_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=300)
+    # Off in an API process that must not deliver (another process does): it still queues.
+    OUTBOX_SENDER_ENABLED: bool = True
+    # Mail queued by this process is sent at once; mail another process queued, or that is
+    # due again, is looked for at least this often.
+    OUTBOX_POLL_SECONDS: float = Field(default=5, gt=0, le=3600)
+    # A failed delivery is retried after base, 2 x base, 4 x base... (with jitter, at most
+    # MAX); after MAX_ATTEMPTS it is marked failed and logged as an error (kept, not sent).
+    # The defaults retry for about 10 hours: a mail server down overnight loses nothing.
+    OUTBOX_RETRY_BASE_SECONDS: float = Field(default=2, gt=0, le=3600)
+    OUTBOX_RETRY_MAX_SECONDS: float = Field(default=1800, gt=0, le=24 * 3600)
+    OUTBOX_MAX_ATTEMPTS: int = Field(default=24, ge=1, le=1000)
+    # How long a claimed message belongs to the sender that claimed it; after that another
+    # sender (another process, or this one after a crash) delivers it. Longer than a whole
+    # SMTP conversation, or a slow delivery would be sent twice.
+    OUTBOX_LEASE_SECONDS: float = Field(default=120, gt=0, le=3600)
+
+    @field_validator("INVITE_URL_TEMPLATE")
+    @classmethod
+    def _template_takes_the_token(cls, value: str) -> str:
+        if "{token}" not in value:
+            raise ValueError("must contain {token}, where the invitation's token goes")
+        try:
+            value.format(token="t")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("may hold no placeholder but {token} (write { and } as {{ and "
+                             "}})") from None
+        return value
+
+    @field_validator("SMTP_URL")
+    @classmethod
+    def _smtp_url_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # `SMTP_URL=` in a .env file: log mail instead
+        parse_smtp_url(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _outbox_timings_agree(self) -> Self:
+        if self.OUTBOX_RETRY_MAX_SECONDS < self.OUTBOX_RETRY_BASE_SECONDS:
+            raise ValueError("OUTBOX_RETRY_MAX_SECONDS must be at least "
+                             "OUTBOX_RETRY_BASE_SECONDS")
+        # An SMTP conversation is some six steps, each waiting up to the timeout.
+        if self.OUTBOX_LEASE_SECONDS < 6 * self.SMTP_TIMEOUT_SECONDS:
+            raise ValueError("OUTBOX_LEASE_SECONDS must be at least 6 x SMTP_TIMEOUT_SECONDS "
+                             "(a whole SMTP conversation), or a slow delivery is sent twice")
+        return self
+
+    @property
+    def smtp_target(self) -> SmtpTarget | None:
+        return parse_smtp_url(self.SMTP_URL.get_secret_value()) if self.SMTP_URL else None
+
+    @property
+    def outbox_guard_grace_seconds(self) -> float:
+        """How long a queued message may wait for the document its guard names to appear.
+        The message is written first, then (say) the invitation: that second write may take
+        a server selection, a socket timeout (2x) and a retried attempt, some 6 x
+        MONGODB_TIMEOUT_MS; later than this, the document will not come (its request died)
+        and the message is dropped."""
+        return max(60.0, 10 * self.MONGODB_TIMEOUT_MS / 1000)
 
     @field_validator("METRICS_TOKEN")
     @classmethod

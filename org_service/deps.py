@@ -34,6 +34,7 @@ from org_service.errors import (
     Unauthorized,
     lifecycle_busy,
 )
+from org_service.invitations.service import InvitationService
 from org_service.members.repository import ACTIVE as MEMBER_ACTIVE
 from org_service.members.repository import MemberRepository
 from org_service.members.service import MemberService
@@ -41,6 +42,8 @@ from org_service.organizations.lifecycle import DELETE, LifecycleManager
 from org_service.organizations.repository import OrganizationRepository
 from org_service.organizations.schemas import ACTIVE, RENAMING
 from org_service.organizations.service import DeleteTarget, OrganizationService
+from org_service.outbox.messages import Outbox
+from org_service.outbox.sender import OutboxSender
 from org_service.records.repository import by_id
 from org_service.records.schemas import KIND_PATTERN
 from org_service.records.service import RecordService
@@ -73,6 +76,9 @@ class Services:
     records: RecordService
     collection_hints: CollectionHints
     admission: TenantAdmission
+    invitations: InvitationService
+    outbox: Outbox
+    outbox_sender: OutboxSender
 
 
 async def get_services(request: Request) -> Services:
@@ -237,6 +243,9 @@ MemberManager = Annotated[TenantContext, Depends(TenantBearer("members:manage"))
 OwnershipHolder = Annotated[TenantContext, Depends(TenantBearer("org:transfer"))]
 PolicyManager = Annotated[TenantContext, Depends(TenantBearer("records:policy"))]
 StatsReader = Annotated[TenantContext, Depends(TenantBearer("stats:read"))]
+# Owners and admins: every invitation of the organization; managers: their own (the
+# service narrows what a role without invitations:manage sees and changes).
+Inviter = Annotated[TenantContext, Depends(TenantBearer("invitations:create"))]
 
 
 # -- rename and delete ------------------------------------------------------------------

@@ -93,6 +93,13 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class Gone(ServiceError):
+    """It existed, and is over for good (an expired invitation): asking again will not help."""
+
+    status_code = 410
+    code = "gone"
+
+
 class PreconditionFailed(ServiceError):
     status_code = 412
     code = "precondition_failed"

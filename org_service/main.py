@@ -27,13 +27,16 @@ from org_service.auth import endpoints as auth_endpoints
 from org_service.auth.credentials import Credentials
 from org_service.auth.repository import LoginFailureRepository
 from org_service.auth.service import AuthService
-from org_service.auth.throttle import CreateThrottle, LoginThrottle
+from org_service.auth.throttle import CreateThrottle, InvitationThrottle, LoginThrottle
 from org_service.body_limit import JSONPayloadTooLarge
 from org_service.config import Settings, get_settings, settings_or_exit
 from org_service.db import Mongo, create_client
 from org_service.deps import Services
 from org_service.embedded import EmbeddedMongo, publish_url, withdraw_url
 from org_service.errors import install_error_handlers
+from org_service.invitations import endpoints as invitation_endpoints
+from org_service.invitations.repository import InvitationRepository
+from org_service.invitations.service import InvitationService
 from org_service.keys import ServiceKeys
 from org_service.members import endpoints as member_endpoints
 from org_service.members.repository import MemberRepository
@@ -50,6 +53,9 @@ from org_service.organizations.repository import (
     TenantCollections,
 )
 from org_service.organizations.service import OrganizationService
+from org_service.outbox.messages import Outbox
+from org_service.outbox.repository import OutboxRepository
+from org_service.outbox.sender import OutboxSender, transport_for
 from org_service.pagination import CursorCodec
 from org_service.records import endpoints as record_endpoints
 from org_service.records.repository import RecordRepository
@@ -85,6 +91,12 @@ def build_services(settings: Settings, mongo: Mongo,
         owners=CollectionOwners(mongo.master),
         organizations=organizations, members=members, collections=collections,
         settings=settings)
+    outbox_repository = OutboxRepository(mongo.master)
+    sender = OutboxSender(outbox_repository, transport_for(settings), settings)
+    outbox = Outbox(outbox_repository, wake=sender.wake)
+    auth = AuthService(members=members, organizations=organizations, hasher=hasher,
+                       sessions=sessions, throttle=throttle)
+    member_service = MemberService(members, hasher, credentials, cursors, sessions)
     return Services(
         settings=settings,
         mongo=mongo,
@@ -99,9 +111,8 @@ def build_services(settings: Settings, mongo: Mongo,
             keys=IdempotencyKeys(mongo.master, settings.IDEMPOTENCY_KEY_TTL_SECONDS),
             hasher=hasher, credentials=credentials,
             fingerprint_secret=keys.idempotency_fingerprint),
-        auth=AuthService(members=members, organizations=organizations, hasher=hasher,
-                         sessions=sessions, throttle=throttle),
-        members=MemberService(members, hasher, credentials, cursors, sessions),
+        auth=auth,
+        members=member_service,
         sessions=sessions,
         login_throttle=throttle,
         create_throttle=CreateThrottle(login_failures, settings),
@@ -117,6 +128,13 @@ def build_services(settings: Settings, mongo: Mongo,
             lifecycle, organizations),
         collection_hints=CollectionHints(),
         admission=admission or TenantAdmission(settings.MAX_TENANT_REQUESTS_IN_FLIGHT),
+        invitations=InvitationService(
+            invitations=InvitationRepository(mongo.master), members=members,
+            member_rules=member_service, organizations=organizations, hasher=hasher,
+            outbox=outbox, auth=auth, throttle=InvitationThrottle(login_failures, settings),
+            cursors=cursors, url_template=settings.INVITE_URL_TEMPLATE),
+        outbox=outbox,
+        outbox_sender=sender,
     )
 
 
@@ -132,6 +150,8 @@ async def prepare_database(services: Services) -> None:
     await services.lifecycle.journal.ensure_indexes()
     await services.lifecycle.owners.ensure_indexes()
     await services.organizations.keys.ensure_indexes()
+    await services.invitations.invitations.ensure_indexes()
+    await services.outbox.repository.ensure_indexes()
     # Organizations from before slug claims and collection owners existed get theirs
     # (idempotent).
     await services.lifecycle.adopt_unclaimed()
@@ -179,7 +199,8 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
 ROUTERS: tuple[APIRouter, ...] = (
     organization_endpoints.router, auth_endpoints.router, auth_endpoints.member_router,
     member_endpoints.router, member_endpoints.me_router, session_endpoints.public_router,
-    session_endpoints.router, record_endpoints.router, audit_endpoints.router, health.router)
+    session_endpoints.router, record_endpoints.router, audit_endpoints.router,
+    invitation_endpoints.router, invitation_endpoints.public_router, health.router)
 
 # Always answered, however loaded the process: an orchestrator must see it alive.
 EXEMPT_FROM_ADMISSION = frozenset({"/health", "/ready", "/metrics"})
@@ -219,9 +240,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         maintaining = asyncio.create_task(_maintain(services, recovered))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(recovered.wait(), settings.MONGODB_TIMEOUT_MS / 1000)
+        if settings.OUTBOX_SENDER_ENABLED:
+            if settings.smtp_target is None:
+                log.warning("SMTP_URL is not set: mail (invitation links included) is written "
+                            "to the log, not sent (development only)")
+            services.outbox_sender.start()
         try:
             yield
         finally:
+            await services.outbox_sender.stop()
             maintaining.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await maintaining

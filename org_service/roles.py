@@ -25,21 +25,23 @@ ADMIN_LOGIN_ROLES = frozenset({Role.OWNER, Role.ADMIN})
 Permission = Literal[
     "org:update", "org:delete", "members:read", "members:manage", "records:read",
     "records:write", "records:policy", "indexes:manage", "audit:read", "stats:read",
-    "org:transfer",
+    "org:transfer", "invitations:manage", "invitations:create",
 ]
 PERMISSIONS: tuple[Permission, ...] = (
     "org:update", "org:delete", "members:read", "members:manage", "records:read",
     "records:write", "records:policy", "indexes:manage", "audit:read", "stats:read",
-    "org:transfer",
+    "org:transfer", "invitations:manage", "invitations:create",
 )
 
 # The one table. Owner: everything. Admin: everything but deleting the organization and
-# handing over its ownership. Manager: the directory, records, stats. Employee: the
-# directory and records.
+# handing over its ownership. Manager: the directory, records, stats, and inviting
+# employees who will report to them (invitations:create without :manage: only their own
+# invitations). Employee: the directory and records.
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.OWNER: frozenset(PERMISSIONS),
     Role.ADMIN: frozenset(PERMISSIONS) - {"org:delete", "org:transfer"},
-    Role.MANAGER: frozenset({"members:read", "records:read", "records:write", "stats:read"}),
+    Role.MANAGER: frozenset({"members:read", "records:read", "records:write", "stats:read",
+                             "invitations:create"}),
     Role.EMPLOYEE: frozenset({"members:read", "records:read", "records:write"}),
 }
 

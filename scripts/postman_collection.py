@@ -541,6 +541,77 @@ lifecycle = {"name": "Organizations: rename and delete", "item": [
 ]}
 
 
+INVITEE = "invitee-{{run_id}}@example.com"
+invitations = {"name": "Invitations", "item": [
+    req("Owner invites an employee (201, the link once)", "POST", "/org/invitations",
+        auth="access_token", body={"email": INVITEE, "role": "employee", "expires_in_days": 7},
+        tests=status(201) + [
+        'const body = pm.response.json();',
+        'pm.test("pending, with its accept link", () => {',
+        '  pm.expect(body.state).to.eql("pending");',
+        '  pm.expect(body.role).to.eql("employee");',
+        '  pm.expect(body.accept_url).to.match(/\\/invitations\\/[A-Za-z0-9_-]{43}$/);',
+        '});',
+        'pm.collectionVariables.set("invitation_id", body.id);',
+        '// The token is the last part of the link (the default INVITE_URL_TEMPLATE).',
+        'pm.collectionVariables.set("invitation_token", body.accept_url.split("/").pop());']),
+    req("List invitations", "GET", "/org/invitations?state=pending", auth="access_token",
+        tests=status(200) + [
+        'pm.test("the pending invitation is listed, without its link", () => {',
+        '  const item = pm.response.json().items.find(i => i.id === pm.collectionVariables.get("invitation_id"));',
+        '  pm.expect(item).to.be.an("object");',
+        '  pm.expect(item).to.not.have.property("accept_url");',
+        '});']),
+    req("Invite the same email again → 200, the existing one", "POST", "/org/invitations",
+        auth="access_token", body={"email": INVITEE}, tests=status(200) + [
+        'pm.test("the same invitation, no new link", () => {',
+        '  const body = pm.response.json();',
+        '  pm.expect(body.id).to.eql(pm.collectionVariables.get("invitation_id"));',
+        '  pm.expect(body.accept_url).to.eql(null);',
+        '});']),
+    req("What the accept page shows (public)", "GET", "/invitations/{{invitation_token}}",
+        tests=status(200) + [
+        'pm.test("organization, role and a masked email", () => {',
+        '  const body = pm.response.json();',
+        '  pm.expect(body.organization_name).to.eql(pm.collectionVariables.get("org_a_name"));',
+        '  pm.expect(body.role).to.eql("employee");',
+        '  pm.expect(body.email).to.match(/^i\\*\\*\\*@example\\.com$/);',
+        '});']),
+    req("Accept it (a member, logged in)", "POST", "/invitations/accept",
+        body={"token": "{{invitation_token}}", "name": "Invitee", "password": PW},
+        tests=status(201) + [
+        'const body = pm.response.json();',
+        'pm.test("a token for the new employee", () => {',
+        '  pm.expect(body.access_token).to.be.a("string").and.not.empty;',
+        '  pm.expect(body.role).to.eql("employee");',
+        '});',
+        'pm.collectionVariables.set("invitee_token", body.access_token);']),
+    req("The new member's token works on /me", "GET", "/me", auth="invitee_token",
+        tests=status(200) + [
+        'pm.test("it is the invited email", () =>',
+        '  pm.expect(pm.response.json().email).to.eql("invitee-" + pm.collectionVariables.get("run_id") + "@example.com"));']),
+    req("Accept the used link again → 404", "POST", "/invitations/accept",
+        body={"token": "{{invitation_token}}", "name": "Invitee", "password": PW},
+        tests=error(404, "not_found")),
+    req("Invite a second person", "POST", "/org/invitations", auth="access_token",
+        body={"email": "second-{{run_id}}@example.com", "role": "manager"},
+        tests=status(201) + [
+        'pm.collectionVariables.set("second_invitation_id", pm.response.json().id);']),
+    req("Revoke the second invitation", "POST",
+        "/org/invitations/{{second_invitation_id}}/revoke", auth="access_token",
+        tests=status(200) + [
+        'pm.test("revoked", () => pm.expect(pm.response.json().state).to.eql("revoked"));']),
+    req("Resend a revoked invitation → 409", "POST",
+        "/org/invitations/{{second_invitation_id}}/resend", auth="access_token",
+        tests=error(409, "conflict")),
+    req("A token that leads nowhere → 404", "GET",
+        "/invitations/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        tests=error(404, "not_found")),
+    req("Inviting an owner → 422", "POST", "/org/invitations", auth="access_token",
+        body={"email": "owner-{{run_id}}@example.com", "role": "owner"},
+        tests=error(422, "validation_error")),
+]}
+
 
 IDEMPOTENCY_KEY = "postman-b-{{run_id}}"
 idempotent_replays = [
@@ -588,7 +659,8 @@ def documents(idempotency: bool) -> dict[str, str]:
                            "so its failed logins and creates do not throttle yours.",
             "schema": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json",
         },
-        "item": [health, organizations, auth, records, audit, members, sessions, lifecycle],
+        "item": [health, organizations, auth, records, audit, members, invitations, sessions,
+                 lifecycle],
         "event": [
             {"listen": "prerequest", "script": js(
                 'if (!pm.collectionVariables.get("run_id")) {',
@@ -607,8 +679,9 @@ def documents(idempotency: bool) -> dict[str, str]:
                      ("run_id", "client_address", "org_a_name", "org_a_email", "org_a_id",
                       "org_b_name", "org_b_email", "org_b_id", "audit_cursor", "record_id", "records_next",
                       "manager_id", "employee_id", "manager_token", "employee_token",
-                      "salary_id", "session_access", "session_refresh", "spent_refresh",
-                      "other_access", "other_session_id")],
+                      "salary_id", "invitation_id", "invitation_token", "invitee_token",
+                      "second_invitation_id", "session_access", "session_refresh",
+                      "spent_refresh", "other_access", "other_session_id")],
     }
 
     env = {

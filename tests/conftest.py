@@ -24,6 +24,10 @@ os.environ.setdefault("MONGODB_TIMEOUT_MS", "20000")
 # Room for a 1,000-record bulk write on a loaded 2-core machine; lifecycle tests that need
 # the fence short run apps of their own with their own settings.
 os.environ.setdefault("TENANT_REQUEST_TIMEOUT_MS", "20000")
+# The session's app queues mail but does not deliver it: its sender would otherwise take
+# the messages of the apps with an SMTP server that outbox and invitation tests start
+# (tests/outbox/smtp.py), and change the outbox under the tests that compare snapshots.
+os.environ.setdefault("OUTBOX_SENDER_ENABLED", "false")
 
 
 @pytest.fixture(scope="session")

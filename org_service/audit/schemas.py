@@ -24,6 +24,10 @@ AuditAction = Literal[
     "session.refresh_reuse",
     "session.logout",
     "session.revoke",
+    "invitation.create",
+    "invitation.resend",
+    "invitation.revoke",
+    "invitation.accept",
 ]
 # denied: refused by an authorization rule (a cross-tenant attempt); failure: anything else.
 AuditOutcome = Literal["success", "failure", "denied", "throttled"]

@@ -38,6 +38,7 @@ COLLAPSIBLE: frozenset[tuple[AuditAction, AuditOutcome]] = frozenset({
     ("organization.create", "failure"),
     ("organization.create", "throttled"),
     ("tenant.header_mismatch", "denied"),
+    ("invitation.accept", "failure"),
 })
 
 
@@ -157,6 +158,8 @@ class AuditEvent:
     admin_id: str | ObjectId | None = None
     organization_id: str | ObjectId | None = None
     target: str | None = None
+    # A remark on a success (e.g. an invitation accepted without its manager, who left).
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,4 +190,5 @@ class Auditor:
                               reason=reason)
             raise
         await self.record(action, "success", admin_id=event.admin_id,
-                          organization_id=event.organization_id, target=event.target)
+                          organization_id=event.organization_id, target=event.target,
+                          reason=event.reason)

@@ -1,4 +1,5 @@
-"""Attempt throttling: failed logins, public creates → 429 with Retry-After.
+"""Attempt throttling: failed logins, public creates, invalid invitation links → 429 with
+Retry-After.
 
 The counters live in MongoDB, so every API process sees the same ones. A window starts with
 its first attempt and never grows: attempts refused with 429 are not counted, so nobody can
@@ -190,11 +191,35 @@ class CreateThrottle:
         await self.counter.refund([key])
 
 
+class InvitationThrottle:
+    """Invitation links that lead nowhere (unknown, revoked, used, expired), per client
+    address, with the limit and window of failed logins per address."""
+
+    def __init__(self, repository: LoginFailureRepository, settings: OperatorSettings) -> None:
+        self.counter = AttemptCounter(
+            repository, window_seconds=settings.LOGIN_WINDOW_SECONDS,
+            refusal="Too many invalid invitation links from this address; retry later",
+            limits={"invite": Limit(settings.LOGIN_MAX_FAILURES_PER_ADDRESS)})
+
+    @staticmethod
+    def key(client_address: str | None) -> str:
+        return _key("invite", client_address or "unknown")
+
+    async def check(self, client_address: str | None) -> None:
+        await self.counter.check([self.key(client_address)])
+
+    async def failed(self, client_address: str | None) -> None:
+        """Count a failure of this address (429 when it was one too many)."""
+        key = self.key(client_address)
+        await self.counter.reserve([key], {key: {"address": client_address or "unknown"}})
+
+
 @dataclass(frozen=True, slots=True)
 class ThrottleEntry:
     """One live counter, as an operator sees it."""
 
-    kind: str  # pair (an email from an address), address, email (from anywhere), create
+    # pair (an email from an address), address, email (from anywhere), create, invite
+    kind: str
     address: str | None
     email_key: str | None  # the email's hashed key: emails are not kept in clear
     attempts: int
@@ -207,20 +232,23 @@ class ThrottleEntry:
 
 
 class ThrottleAdmin:
-    """What an operator does to the counters of both throttles (org_service/cli.py)."""
+    """What an operator does to the counters of every throttle (org_service/cli.py)."""
 
     def __init__(self, repository: LoginFailureRepository, settings: OperatorSettings) -> None:
         self.repository = repository
         self.limits = {**LoginThrottle(repository, settings).counter.limits,
-                       **CreateThrottle(repository, settings).counter.limits}
+                       **CreateThrottle(repository, settings).counter.limits,
+                       **InvitationThrottle(repository, settings).counter.limits}
 
     async def clear(self, *, address: str | None = None, email: str | None = None) -> int:
         """Forget every live counter about this client address (its failed logins, for any
-        email, and its creates) and/or this email (from any address); how many."""
+        email, its creates and its invalid invitation links) and/or this email (from any
+        address); how many."""
         keys: list[str] = []
         account = None
         if address is not None:
-            keys += [_key("address", address), CreateThrottle.key(address)]
+            keys += [_key("address", address), CreateThrottle.key(address),
+                     InvitationThrottle.key(address)]
         if email is not None:
             account = _key("email", email_key(email))
             keys.append(account)

@@ -62,7 +62,8 @@ class MemberRepository:
                      role: str = Role.OWNER, name: str | None = None,
                      manager_id: ObjectId | None = None, title: str | None = None,
                      department: str | None = None, attributes: Document | None = None,
-                     member_id: ObjectId | None = None) -> Document:
+                     member_id: ObjectId | None = None,
+                     invitation_id: ObjectId | None = None) -> Document:
         now = utcnow()
         doc: Document = {
             "_id": member_id or ObjectId(),
@@ -84,6 +85,9 @@ class MemberRepository:
             "updated_at": now,
             "last_login_at": None,
         }
+        if invitation_id is not None:
+            # Whose acceptance made it: a retried or concurrent accept recognises its member.
+            doc["invitation_id"] = invitation_id
         await self.collection.insert_one(doc)
         return doc
 
@@ -262,6 +266,10 @@ class MemberRepository:
         return await self.collection.find_one_and_delete(
             {"_id": member["_id"], "organization_id": member["organization_id"],
              "role": member["role"], "state": member.get("state", ACTIVE)})
+
+    async def delete_invited(self, member_id: ObjectId, invitation_id: ObjectId) -> None:
+        """Take back a member an accept just made (its invitation was revoked meanwhile)."""
+        await self.collection.delete_one({"_id": member_id, "invitation_id": invitation_id})
 
     async def restore(self, member: Document) -> None:
         """Put back a member removed a moment ago (a refused removal undone)."""

@@ -302,6 +302,11 @@ class MemberService:
         check_shape(attributes, ("body", "attributes"))
         check_size(attributes, ATTRIBUTES_MAX_BYTES, "attributes")
 
+    async def valid_manager(self, tenant: TenantContext, manager_id: str | None
+                            ) -> ObjectId | None:
+        """The manager a new member may be given (422 when it is not an active member)."""
+        return await self._manager(tenant, manager_id, for_member=None)
+
     async def _manager(self, tenant: TenantContext, manager_id: str | None, *,
                        for_member: ObjectId | None) -> ObjectId | None:
         """The manager to set: an active member of the same organization, and not below

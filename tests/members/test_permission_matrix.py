@@ -24,15 +24,17 @@ _emails = itertools.count()
 
 
 class Fixture:
-    """One organization's team, plus a record, an index and a member to act on."""
+    """One organization's team, plus a record, an index, a member and an invitation to act
+    on."""
 
     def __init__(self, people: dict[str, Any], record_id: str, index: str, target: Person,
-                 target_session: str) -> None:
+                 target_session: str, invitation_id: str) -> None:
         self.people = people
         self.record_id = record_id
         self.index = index
         self.target = target
         self.target_session = target_session
+        self.invitation_id = invitation_id
 
 
 Build = Callable[[Fixture], tuple[str, Any]]
@@ -97,6 +99,14 @@ REQUESTS: dict[tuple[str, str], Build] = {
                                                         None),
     ("DELETE", "/org/members/{member_id}/sessions"): lambda f: (
         f"/org/members/{f.target.id}/sessions", None),
+    # An employee, with no manager named: what a manager may send too.
+    ("POST", "/org/invitations"): lambda f: ("/org/invitations", {
+        "email": f"invitee{next(_emails)}@matrix.example.com", "role": "employee"}),
+    ("GET", "/org/invitations"): lambda f: ("/org/invitations", None),
+    ("POST", "/org/invitations/{invitation_id}/resend"): lambda f: (
+        f"/org/invitations/{f.invitation_id}/resend", None),
+    ("POST", "/org/invitations/{invitation_id}/revoke"): lambda f: (
+        f"/org/invitations/{f.invitation_id}/revoke", None),
 }
 
 
@@ -131,6 +141,9 @@ DOCUMENTED = {
     ("GET", "/org/records/{kind}/policy"): "records:policy",
     ("PUT", "/org/records/{kind}/policy"): "records:policy",
     ("GET", "/org/stats"): "stats:read",
+    # A manager too, narrowed to their own invitations (invitations:manage: all of them).
+    **{route: "invitations:create" for route in REQUESTS
+       if route[1].startswith("/org/invitations")},
 }
 
 
@@ -169,9 +182,12 @@ async def build(client: httpx.AsyncClient, name: str) -> Fixture:
                                                       "password": "secure123"})
     target_session = jwt.decode(session.json()["access_token"],
                                 options={"verify_signature": False})["sid"]
+    invitation = await client.post("/org/invitations", headers=owner.auth, json={
+        "email": f"invited@{name.lower()}.example.com", "role": "employee"})
+    assert invitation.status_code == 201, invitation.text
     return Fixture(people, record.json()["id"], index_name,
                    Person(target.json()["id"], target.json()["email"], "employee", ""),
-                   target_session)
+                   target_session, invitation.json()["id"])
 
 
 def allowed_roles(permission: str) -> set[str]:
@@ -196,7 +212,7 @@ async def test_each_role_is_allowed_exactly_what_the_table_says(
         **stranger.auth, "X-Organization-ID": acme.people["org"].id})
     assert crossed.status_code == 403, crossed.text
     if any(f"{{{name}}}" in route[1]
-           for name in ("record_id", "member_id", "name", "session_id")):
+           for name in ("record_id", "member_id", "name", "session_id", "invitation_id")):
         foreign = await client.request(method, url, json=body, headers=stranger.auth)
         assert foreign.status_code == 404, (route, foreign.text)
     assert await snapshot(master) == before

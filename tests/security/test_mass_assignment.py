@@ -23,6 +23,8 @@ SMUGGLED: dict[str, Any] = {
 MEMBER = "$member"
 # A refresh token of Acme's owner, from a login made for the request.
 REFRESH = "$refresh"
+# The token of an invitation to Acme made for the request.
+INVITATION = "$invitation"
 
 # Every route with a request body, with a valid body for the organization "Acme".
 BODIES: list[tuple[str, str, dict[str, Any]]] = [
@@ -44,10 +46,14 @@ BODIES: list[tuple[str, str, dict[str, Any]]] = [
     ("PATCH", "/me", {"title": "Lead"}),
     ("PUT", "/org/records/{kind}/policy", {"read": ["manager"], "write": []}),
     ("POST", "/auth/refresh", {"refresh_token": REFRESH}),
+    ("POST", "/org/invitations", {"email": "invitee@acme.example.com"}),
+    ("POST", "/invitations/accept", {"token": INVITATION, "name": "New",
+                                     "password": "secure123"}),
 ]
 # Where a smuggled name is a real field of the body (a member's role is set through the
 # role rules, tested with the members), it is not an unknown field.
-LEGITIMATE = {("/org/members", "role"), ("/org/members/{member_id}", "role")}
+LEGITIMATE = {("/org/members", "role"), ("/org/members/{member_id}", "role"),
+              ("/org/invitations", "role")}
 # Routes whose body IS the tenant's free-form record data: extra keys are data, stored under
 # `data`, and can never set the server-owned id, kind, version or timestamps.
 DATA_BODIES: list[tuple[str, str]] = [
@@ -102,12 +108,19 @@ async def test_record_bodies_cannot_set_server_owned_fields(
 
 async def made_for(client: httpx.AsyncClient, acme: Org, path: str, body: dict[str, Any]
                    ) -> tuple[str, dict[str, Any]]:
-    """The path and body with a member of Acme (or a refresh token) where they name one."""
+    """The path and body with a member of Acme, a refresh token or an invitation's token,
+    where they name one."""
     if REFRESH in body.values():
         session = await client.post("/admin/login", json={"email": acme.email,
                                                           "password": acme.password})
         token = session.json()["refresh_token"]
         return path, {key: token if value == REFRESH else value for key, value in body.items()}
+    if INVITATION in body.values():
+        invited = await client.post("/org/invitations", headers=acme.auth,
+                                    json={"email": "invited@acme.example.com"})
+        token = invited.json()["accept_url"].rsplit("/", 1)[1]
+        return path, {key: token if value == INVITATION else value
+                      for key, value in body.items()}
     if "{member_id}" not in path and MEMBER not in body.values():
         return path.format(kind="notes"), body
     member = await client.post("/org/members", headers=acme.auth, json={

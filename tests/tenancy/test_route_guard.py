@@ -16,7 +16,7 @@ from org_service.main import create_app
 from org_service.models import RequestModel
 
 PUBLIC_PATHS = {"/org/create", "/org/get", "/admin/login", "/auth/login", "/auth/refresh",
-                "/health", "/ready", "/metrics"}
+                "/health", "/ready", "/metrics", "/invitations/{token}", "/invitations/accept"}
 DOCS_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 

@@ -167,51 +167,64 @@ class LoginThrottle:
         await self.counter.refund((keys.address, keys.account))
 
 
-class CreateThrottle:
+class AddressThrottle:
+    """Attempts of one kind per client address within a window; past the limit, 429."""
+
+    kind: str
+    refusal: str
+
+    def __init__(self, repository: LoginFailureRepository, *, limit: int,
+                 window_seconds: int) -> None:
+        self.counter = AttemptCounter(repository, window_seconds=window_seconds,
+                                      refusal=self.refusal, limits={self.kind: Limit(limit)})
+
+    @classmethod
+    def key(cls, client_address: str | None) -> str:
+        return _key(cls.kind, client_address or "unknown")
+
+    async def check(self, client_address: str | None) -> None:
+        await self.counter.check([self.key(client_address)])
+
+    async def count(self, client_address: str | None) -> str:
+        """Count an attempt of this address (429 when it was one too many); its key."""
+        key = self.key(client_address)
+        await self.counter.reserve([key], {key: {"address": client_address or "unknown"}})
+        return key
+
+
+class CreateThrottle(AddressThrottle):
     """Public creates per client address: each costs a password hash, 409s included."""
 
-    def __init__(self, repository: LoginFailureRepository, settings: OperatorSettings) -> None:
-        self.counter = AttemptCounter(
-            repository, window_seconds=settings.CREATE_WINDOW_SECONDS,
-            refusal="Too many organizations created from this address; retry later",
-            limits={"create": Limit(settings.CREATE_MAX_PER_ADDRESS)})
+    kind = "create"
+    refusal = "Too many organizations created from this address; retry later"
 
-    @staticmethod
-    def key(client_address: str | None) -> str:
-        return _key("create", client_address or "unknown")
+    def __init__(self, repository: LoginFailureRepository, settings: OperatorSettings) -> None:
+        super().__init__(repository, limit=settings.CREATE_MAX_PER_ADDRESS,
+                         window_seconds=settings.CREATE_WINDOW_SECONDS)
 
     async def admit(self, client_address: str | None) -> str:
         """Count a create from this address, or raise 429; the key, for `refund`."""
-        key = self.key(client_address)
-        await self.counter.check([key])
-        await self.counter.reserve([key], {key: {"address": client_address or "unknown"}})
-        return key
+        await self.check(client_address)
+        return await self.count(client_address)
 
     async def refund(self, key: str) -> None:
         await self.counter.refund([key])
 
 
-class InvitationThrottle:
+class InvitationThrottle(AddressThrottle):
     """Invitation links that lead nowhere (unknown, revoked, used, expired), per client
     address, with the limit and window of failed logins per address."""
 
+    kind = "invite"
+    refusal = "Too many invalid invitation links from this address; retry later"
+
     def __init__(self, repository: LoginFailureRepository, settings: OperatorSettings) -> None:
-        self.counter = AttemptCounter(
-            repository, window_seconds=settings.LOGIN_WINDOW_SECONDS,
-            refusal="Too many invalid invitation links from this address; retry later",
-            limits={"invite": Limit(settings.LOGIN_MAX_FAILURES_PER_ADDRESS)})
-
-    @staticmethod
-    def key(client_address: str | None) -> str:
-        return _key("invite", client_address or "unknown")
-
-    async def check(self, client_address: str | None) -> None:
-        await self.counter.check([self.key(client_address)])
+        super().__init__(repository, limit=settings.LOGIN_MAX_FAILURES_PER_ADDRESS,
+                         window_seconds=settings.LOGIN_WINDOW_SECONDS)
 
     async def failed(self, client_address: str | None) -> None:
         """Count a failure of this address (429 when it was one too many)."""
-        key = self.key(client_address)
-        await self.counter.reserve([key], {key: {"address": client_address or "unknown"}})
+        await self.count(client_address)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,6 @@ from org_service.strict_json import StrictJSONRoute
 from org_service.tenancy import TenantContext
 
 # Every route here sits behind the tenant context, so each may answer 401 or 403.
-# Every route here sits behind the tenant context, so each may answer 401 or 403.
 router = APIRouter(prefix="/org", tags=["Members"], route_class=StrictJSONRoute,
                    responses=responses(*TENANT_ERRORS))
 me_router = APIRouter(tags=["Members"], route_class=StrictJSONRoute,

@@ -170,9 +170,12 @@ class SessionService:
             })
             if rotated is not None:
                 return self._issue(rotated, member, successor)
-            # Another refresh with this token won the compare-and-set a moment ago.
+            # Another refresh with this token won the compare-and-set a moment ago, or the
+            # session ended meanwhile (a logout is no reuse).
             session = await self.sessions.get(session["_id"]) or session
-        if (known["generation"] == session["generation"] - 1 and _is_live(session, now)
+            if not _is_live(session, now):
+                raise SessionEnded()
+        if (known["generation"] == session["generation"] - 1
                 and now - session["rotated_at"] <= self.grace):
             return self._issue(session, member, successor)
         # A spent token, or the last one past its grace: someone else holds the family.
@@ -190,11 +193,15 @@ class SessionService:
         organization = found.organization if found else None
         if organization is not None and organization["state"] == RENAMING:
             raise TenantBusy(str(organization["_id"]))
-        if (member is None or member.get("state", MEMBER_ACTIVE) != MEMBER_ACTIVE
-                or member.get("token_version") != session["member_version"]
-                or session_has_ended(member, session["_id"])
-                or organization is None or organization["state"] != ACTIVE):
-            await self.sessions.end({"_id": session["_id"]}, reason=CREDENTIALS, at=now)
+        reason = (REMOVED if member is None
+                  else SUSPENDED if member.get("state", MEMBER_ACTIVE) != MEMBER_ACTIVE
+                  else CREDENTIALS if member.get("token_version") != session["member_version"]
+                  else REVOKED if session_has_ended(member, session["_id"])
+                  else DELETED if organization is None or organization["state"] != ACTIVE
+                  else None)
+        if reason is not None or member is None:
+            # Marked now if whatever ended it did not get that far.
+            await self.sessions.end({"_id": session["_id"]}, reason=reason or REMOVED, at=now)
             raise SessionEnded()
         return member
 

@@ -362,3 +362,26 @@ async def test_a_logout_cut_short_after_noting_the_session_on_the_member_still_e
         assert await ended(await refresh(client, login["refresh_token"]))
     finally:
         logout.cancel()
+
+
+async def test_a_logout_while_a_refresh_runs_ends_the_session_without_calling_it_reuse(
+        client: httpx.AsyncClient, acme: Org, master: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    login = await log_in(client, acme.email)
+    reached, go_on = asyncio.Event(), asyncio.Event()
+    rotate = SessionRepository.rotate
+
+    async def rotate_after_the_logout(self: SessionRepository, *args: Any) -> Any:
+        reached.set()
+        await asyncio.wait_for(go_on.wait(), 10)
+        return await rotate(self, *args)
+
+    monkeypatch.setattr(SessionRepository, "rotate", rotate_after_the_logout)
+    refreshing = asyncio.create_task(refresh(client, login["refresh_token"]))
+    await asyncio.wait_for(reached.wait(), 10)
+    out = await client.post("/auth/logout", headers=bearer(login["access_token"]))
+    go_on.set()
+
+    assert out.status_code == 204
+    assert await ended(await refreshing)
+    assert await master["audit_log"].count_documents({"action": "session.refresh_reuse"}) == 0

@@ -180,6 +180,21 @@ class OperatorSettings(BaseSettings):
     # from the log works without a front end; in production, the front end's accept page.
     INVITE_URL_TEMPLATE: str = Field(
         default="http://127.0.0.1:8000/invitations/{token}", min_length=8, max_length=2000)
+    # Password reset (org_service/recovery). The emailed link is the only proof the person
+    # holds the mailbox, so it is short-lived: long enough to reach a slow inbox, short
+    # enough that a mail read later (a forwarded message, a shared screen) is worthless.
+    PASSWORD_RESET_MINUTES: int = Field(default=30, ge=5, le=24 * 60)
+    # The reset page of the front end; `{token}` becomes the token. The default keeps the
+    # token in the fragment, which browsers never send to a server (nor to its logs).
+    PASSWORD_RESET_URL_TEMPLATE: str = Field(
+        default="http://127.0.0.1:8000/reset-password#token={token}", min_length=8,
+        max_length=2000)
+    # Reset requests (each may send a mail to someone) per client address and per email,
+    # answered or not, within the window; past either, 429. Per email is low: a victim's
+    # inbox must not be floodable; per address higher: one office shares an address.
+    PASSWORD_RESET_MAX_PER_EMAIL: int = Field(default=5, ge=1)
+    PASSWORD_RESET_MAX_PER_ADDRESS: int = Field(default=20, ge=1)
+    PASSWORD_RESET_WINDOW_SECONDS: int = Field(default=3600, ge=1, le=24 * 3600)
     # Unset: mail is not sent but written to the log, link included (development only).
     # `smtp://[user:pass@]host[:port][?starttls=true]`, or `smtps://` for TLS from the start.
     SMTP_URL: SecretStr | None = None
@@ -203,11 +218,11 @@ class OperatorSettings(BaseSettings):
     # SMTP conversation, or a slow delivery would be sent twice.
     OUTBOX_LEASE_SECONDS: float = Field(default=120, gt=0, le=3600)
 
-    @field_validator("INVITE_URL_TEMPLATE")
+    @field_validator("INVITE_URL_TEMPLATE", "PASSWORD_RESET_URL_TEMPLATE")
     @classmethod
     def _template_takes_the_token(cls, value: str) -> str:
         if "{token}" not in value:
-            raise ValueError("must contain {token}, where the invitation's token goes")
+            raise ValueError("must contain {token}, where the link's token goes")
         try:
             value.format(token="t")
         except (KeyError, IndexError, ValueError):

@@ -47,6 +47,7 @@ from org_service.outbox.sender import OutboxSender
 from org_service.records.repository import by_id
 from org_service.records.schemas import KIND_PATTERN
 from org_service.records.service import RecordService
+from org_service.recovery.service import PasswordResetService
 from org_service.roles import Permission, allows
 from org_service.security import PasswordHasher, TokenClaims, TokenCodec
 from org_service.sessions.service import SessionService, session_has_ended
@@ -79,6 +80,7 @@ class Services:
     invitations: InvitationService
     outbox: Outbox
     outbox_sender: OutboxSender
+    password_resets: PasswordResetService
 
 
 async def get_services(request: Request) -> Services:

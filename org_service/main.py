@@ -27,7 +27,12 @@ from org_service.auth import endpoints as auth_endpoints
 from org_service.auth.credentials import Credentials
 from org_service.auth.repository import LoginFailureRepository
 from org_service.auth.service import AuthService
-from org_service.auth.throttle import CreateThrottle, InvitationThrottle, LoginThrottle
+from org_service.auth.throttle import (
+    CreateThrottle,
+    InvitationThrottle,
+    LoginThrottle,
+    ResetThrottle,
+)
 from org_service.body_limit import JSONPayloadTooLarge
 from org_service.config import Settings, get_settings, settings_or_exit
 from org_service.db import Mongo, create_client
@@ -60,6 +65,9 @@ from org_service.pagination import CursorCodec
 from org_service.records import endpoints as record_endpoints
 from org_service.records.repository import RecordRepository
 from org_service.records.service import RecordService
+from org_service.recovery import endpoints as recovery_endpoints
+from org_service.recovery.repository import PasswordResetRepository
+from org_service.recovery.service import PasswordResetService
 from org_service.security import PasswordHasher, TokenCodec
 from org_service.sessions import endpoints as session_endpoints
 from org_service.sessions.repository import SessionRepository
@@ -135,6 +143,12 @@ def build_services(settings: Settings, mongo: Mongo,
             cursors=cursors, url_template=settings.INVITE_URL_TEMPLATE),
         outbox=outbox,
         outbox_sender=sender,
+        password_resets=PasswordResetService(
+            resets=PasswordResetRepository(mongo.master), members=members, hasher=hasher,
+            sessions=sessions, outbox=outbox,
+            throttle=ResetThrottle(login_failures, settings),
+            url_template=settings.PASSWORD_RESET_URL_TEMPLATE,
+            minutes=settings.PASSWORD_RESET_MINUTES),
     )
 
 
@@ -152,6 +166,7 @@ async def prepare_database(services: Services) -> None:
     await services.organizations.keys.ensure_indexes()
     await services.invitations.invitations.ensure_indexes()
     await services.outbox.repository.ensure_indexes()
+    await services.password_resets.resets.ensure_indexes()
     # Organizations from before slug claims and collection owners existed get theirs
     # (idempotent).
     await services.lifecycle.adopt_unclaimed()
@@ -200,7 +215,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     organization_endpoints.router, auth_endpoints.router, auth_endpoints.member_router,
     member_endpoints.router, member_endpoints.me_router, session_endpoints.public_router,
     session_endpoints.router, record_endpoints.router, audit_endpoints.router,
-    invitation_endpoints.router, invitation_endpoints.public_router, health.router)
+    invitation_endpoints.router, invitation_endpoints.public_router,
+    recovery_endpoints.router, health.router)
 
 # Always answered, however loaded the process: an orchestrator must see it alive.
 EXEMPT_FROM_ADMISSION = frozenset({"/health", "/ready", "/metrics"})
@@ -242,8 +258,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.wait_for(recovered.wait(), settings.MONGODB_TIMEOUT_MS / 1000)
         if settings.OUTBOX_SENDER_ENABLED:
             if settings.smtp_target is None:
-                log.warning("SMTP_URL is not set: mail (invitation links included) is written "
-                            "to the log, not sent (development only)")
+                log.warning("SMTP_URL is not set: mail (invitation and password reset links "
+                            "included) is written to the log, not sent (development only)")
             services.outbox_sender.start()
         try:
             yield

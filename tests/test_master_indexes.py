@@ -59,6 +59,12 @@ def expected_indexes(settings: Any) -> dict[str, dict[str, dict[str, Any]]]:
         },
         "slug_claims": ID,  # the slug is the _id: one claim per slug
         "tenant_collections": {**ID, "organization": {"key": [("organization_id", 1)]}},
+        "password_resets": {
+            **ID,
+            "token_hash": {"key": [("token_hash", 1)], "unique": True},
+            # Kept a week past expiry (an expired link answers 410), then swept.
+            "expiry": {"key": [("expires_at", 1)], "expireAfterSeconds": 7 * 24 * 3600},
+        },
     }
 
 

@@ -28,6 +28,9 @@ AuditAction = Literal[
     "invitation.resend",
     "invitation.revoke",
     "invitation.accept",
+    # reason: queued, superseded, unknown_email or inactive (never shown to the caller)
+    "password_reset.request",
+    "password_reset.complete",
 ]
 # denied: refused by an authorization rule (a cross-tenant attempt); failure: anything else.
 AuditOutcome = Literal["success", "failure", "denied", "throttled"]

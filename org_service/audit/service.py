@@ -39,6 +39,8 @@ COLLAPSIBLE: frozenset[tuple[AuditAction, AuditOutcome]] = frozenset({
     ("organization.create", "throttled"),
     ("tenant.header_mismatch", "denied"),
     ("invitation.accept", "failure"),
+    ("password_reset.request", "throttled"),
+    ("password_reset.complete", "failure"),
 })
 
 

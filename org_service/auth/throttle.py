@@ -227,11 +227,53 @@ class InvitationThrottle(AddressThrottle):
         await self.count(client_address)
 
 
+class ResetThrottle:
+    """Password reset requests, counted whatever they find, per client address (`reset`)
+    and per email from anywhere (`reset_email`); reset links that lead nowhere count
+    against the address too. Both counters record whom they count as the login counters
+    do, so `org-service throttle clear --address/--email` clears them with the rest."""
+
+    def __init__(self, repository: LoginFailureRepository, settings: OperatorSettings) -> None:
+        self.counter = AttemptCounter(
+            repository, window_seconds=settings.PASSWORD_RESET_WINDOW_SECONDS,
+            refusal="Too many password reset requests; retry later",
+            limits={"reset": Limit(settings.PASSWORD_RESET_MAX_PER_ADDRESS),
+                    "reset_email": Limit(settings.PASSWORD_RESET_MAX_PER_EMAIL)})
+
+    @staticmethod
+    def address_key(client_address: str | None) -> str:
+        return _key("reset", client_address or "unknown")
+
+    @staticmethod
+    def account_key(email: str) -> str:
+        return _key("reset_email", email_key(email))
+
+    async def request(self, email: str, client_address: str | None) -> None:
+        """Count a request of this email from this address (429 past either limit)."""
+        address, account = client_address or "unknown", self.account_key(email)
+        # The email's "about" is its login counter's key: the one an operator's
+        # `--email` matches (no email in clear here either).
+        login_account = _key("email", email_key(email))
+        await self.counter.reserve(
+            [self.address_key(address), account],
+            {self.address_key(address): {"address": address},
+             account: {"email": login_account}})
+
+    async def check(self, client_address: str | None) -> None:
+        await self.counter.check([self.address_key(client_address)])
+
+    async def failed(self, client_address: str | None) -> None:
+        """A reset link that led nowhere (429 when it was one too many)."""
+        key = self.address_key(client_address)
+        await self.counter.reserve([key], {key: {"address": client_address or "unknown"}})
+
+
 @dataclass(frozen=True, slots=True)
 class ThrottleEntry:
     """One live counter, as an operator sees it."""
 
-    # pair (an email from an address), address, email (from anywhere), create, invite
+    # pair (an email from an address), address, email (from anywhere), create, invite,
+    # reset (reset requests and dead reset links of an address), reset_email
     kind: str
     address: str | None
     email_key: str | None  # the email's hashed key: emails are not kept in clear
@@ -251,20 +293,21 @@ class ThrottleAdmin:
         self.repository = repository
         self.limits = {**LoginThrottle(repository, settings).counter.limits,
                        **CreateThrottle(repository, settings).counter.limits,
-                       **InvitationThrottle(repository, settings).counter.limits}
+                       **InvitationThrottle(repository, settings).counter.limits,
+                       **ResetThrottle(repository, settings).counter.limits}
 
     async def clear(self, *, address: str | None = None, email: str | None = None) -> int:
         """Forget every live counter about this client address (its failed logins, for any
-        email, its creates and its invalid invitation links) and/or this email (from any
-        address); how many."""
+        email, its creates, its invalid invitation links and its reset requests) and/or
+        this email (from any address: its failed logins and reset requests); how many."""
         keys: list[str] = []
         account = None
         if address is not None:
             keys += [_key("address", address), CreateThrottle.key(address),
-                     InvitationThrottle.key(address)]
+                     InvitationThrottle.key(address), ResetThrottle.address_key(address)]
         if email is not None:
             account = _key("email", email_key(email))
-            keys.append(account)
+            keys += [account, ResetThrottle.account_key(email)]
         if address is not None and email is not None:
             # Counters from before they recorded whom they count: only their keys match.
             keys.append(LoginThrottle.keys(email, address).pair)

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field
 
+from org_service.links import LinkToken
 from org_service.members.schemas import MemberId, PersonName
 from org_service.models import Email, Password, RequestModel
 
@@ -12,8 +13,7 @@ from org_service.models import Email, Password, RequestModel
 InviteRole = Literal["admin", "manager", "employee"]
 InvitationState = Literal["pending", "accepted", "expired", "revoked"]
 InvitationId = MemberId
-# secrets.token_urlsafe(32): 43 characters of the URL-safe base64 alphabet.
-InvitationToken = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
+InvitationToken = LinkToken
 EXPIRES_MIN_DAYS, EXPIRES_MAX_DAYS, EXPIRES_DEFAULT_DAYS = 1, 30, 7
 
 

@@ -11,8 +11,6 @@ member again."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -43,6 +41,7 @@ from org_service.invitations.schemas import (
     InvitationView,
     InvitationWithLink,
 )
+from org_service.links import new_token, token_hash
 from org_service.members.repository import ACTIVE, MemberRepository
 from org_service.members.service import MemberService
 from org_service.models import email_key
@@ -56,12 +55,6 @@ from org_service.tenancy import TenantContext
 
 NEWEST_FIRST = SortOrder(("_id",), direction=-1)
 MANAGER_GONE = "manager_gone"
-
-
-def token_hash(token: str) -> str:
-    """What is stored of a token: its SHA-256. A 256-bit random token needs no salt or
-    slow hash: nobody can guess one to check against a leaked digest."""
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
 def mask_email(email: str) -> str:
@@ -146,11 +139,11 @@ class InvitationService:
                 continue
             if await self.members.get_by_email(str(data.email)):
                 raise email_taken()
-            token = secrets.token_urlsafe(32)
+            token, digest = new_token()
             doc: Document = {
                 "_id": ObjectId(), "organization_id": org_id, "email": str(data.email),
                 "email_key": key, "role": data.role, "manager_id": manager_id,
-                "state": PENDING, "token_hash": token_hash(token), "token_serial": 1,
+                "state": PENDING, "token_hash": digest, "token_serial": 1,
                 "created_at": now, "expires_at": now + timedelta(days=data.expires_in_days),
                 "expires_in_days": data.expires_in_days, "invited_by": tenant.member["_id"],
                 "resent_at": None, "accepted_at": None, "member_id": None,
@@ -195,8 +188,7 @@ class InvitationService:
         """A new token (the old link stops working at once), a new expiry, a new mail."""
         doc = await self._own(tenant, invitation_id)
         now = await self._still_pending(doc, "resent")
-        token = secrets.token_urlsafe(32)
-        rotated_hash = token_hash(token)
+        token, rotated_hash = new_token()
         expires_at = now + timedelta(days=doc["expires_in_days"])
         future = {**doc, "token_hash": rotated_hash, "expires_at": expires_at,
                   "token_serial": doc["token_serial"] + 1}

@@ -16,7 +16,8 @@ from org_service.main import create_app
 from org_service.models import RequestModel
 
 PUBLIC_PATHS = {"/org/create", "/org/get", "/admin/login", "/auth/login", "/auth/refresh",
-                "/health", "/ready", "/metrics", "/invitations/{token}", "/invitations/accept"}
+                "/health", "/ready", "/metrics", "/invitations/{token}", "/invitations/accept",
+                "/auth/password-reset", "/auth/password-reset/confirm"}
 DOCS_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 

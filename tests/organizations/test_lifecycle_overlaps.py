@@ -300,13 +300,24 @@ def test_lifecycle_invariants_hold_while_operations_overlap(settings: Any) -> No
     assert crashes, f"no run crashed an operation; pauses: {pauses.seen}"
 
 
+async def in_flight_now(db: Any) -> set[Any]:
+    return {op["organization_id"] for op in await db["lifecycle_ops"].find(
+        {"phase": {"$ne": "done"}}).to_list(None)}
+
+
 async def assert_isolated(db: Any) -> None:
-    """What must hold at every moment, operations in flight or not."""
+    """What must hold at every moment, operations in flight or not.
+
+    The reads below are not one snapshot, and operations go on while they run: an
+    operation counts as in flight if it was before the first read or after the last (a
+    create that finished between reading the organizations and reading the claims would
+    otherwise hold a claim "for nobody")."""
+    in_flight = await in_flight_now(db)
     collections = {n for n in await db.list_collection_names() if n.startswith("org_")}
     owners = {o["_id"]: o for o in await db["tenant_collections"].find({}).to_list(None)}
+    claims = await db["slug_claims"].find({}).to_list(None)
     orgs = {o["_id"]: o for o in await db["organizations"].find({}).to_list(None)}
-    in_flight = {op["organization_id"] for op in await db["lifecycle_ops"].find(
-        {"phase": {"$ne": "done"}}).to_list(None)}
+    in_flight |= await in_flight_now(db)
     for name in collections:
         # A collection may outlive its owner only while that owner's delete settles.
         owner = owners.get(name)
@@ -316,7 +327,7 @@ async def assert_isolated(db: Any) -> None:
         foreign = await db[name].count_documents(
             {"data.owner": {"$ne": str(owner["organization_id"])}})
         assert foreign == 0, f"{name} holds another organization's records"
-    for claim in await db["slug_claims"].find({}).to_list(None):
+    for claim in claims:
         holder = claim["organization_id"]
         assert holder in orgs or holder in in_flight, f"{claim['_id']} claimed by nobody"
     for org in orgs.values():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -104,3 +104,23 @@ def calls_to(monkeypatch: Any, module: Any, name: str) -> Calls:
 
     monkeypatch.setattr(module, name, spy)
     return calls
+
+
+class HeldHashes:
+    """A stand-in for `PasswordHasher.hash`: once armed, every new-password hash finishes,
+    then waits until the test releases it, so concurrent requests are all past their
+    hash (the slow await) before any of them writes. Armed after the setup, whose own
+    creates hash passwords too."""
+
+    def __init__(self, real: Callable[[str], Awaitable[str]]) -> None:
+        self.real = real
+        self.armed = False
+        self.done = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self, password: str) -> str:
+        hashed = await self.real(password)
+        if self.armed:
+            self.done += 1
+            await self.release.wait()
+        return hashed

@@ -109,9 +109,9 @@ class SessionService:
             # moves it, and every session of before is over.
             "member_version": member["token_version"],
             "generation": 0,
+            # The login: when the password was checked (the tokens' `auth_time`).
             "created_at": now,
-            "auth_time": now,
-            "rotated_at": now,
+            # The latest login or rotation: the current access token's `iat`.
             "last_used_at": now,
             "expires_at": expires,
             "idle_expires_at": min(now + self.idle, expires),
@@ -143,8 +143,8 @@ class SessionService:
         access = self.tokens.issue(
             admin_id=str(member["_id"]), organization_id=str(session["organization_id"]),
             version=session["member_version"], session_id=str(session["_id"]),
-            role=member["role"], auth_time=session["auth_time"],
-            issued_at=session["rotated_at"], not_after=session["expires_at"],
+            role=member["role"], auth_time=session["created_at"],
+            issued_at=session["last_used_at"], not_after=session["expires_at"],
             token_id=token_hash(refresh_token)[:32])
         return IssuedSession(str(session["_id"]), access, refresh_token)
 
@@ -163,7 +163,7 @@ class SessionService:
                                           generation=session["generation"] + 1,
                                           expires_at=session["expires_at"])
             rotated = await self.sessions.rotate(session, {
-                "rotated_at": now, "last_used_at": now,
+                "last_used_at": now,
                 "idle_expires_at": min(now + self.idle, session["expires_at"]),
                 "client_address": auditor.info.client_address,
                 "user_agent": auditor.info.user_agent,
@@ -176,7 +176,7 @@ class SessionService:
             if not _is_live(session, now):
                 raise SessionEnded()
         if (known["generation"] == session["generation"] - 1
-                and now - session["rotated_at"] <= self.grace):
+                and now - session["last_used_at"] <= self.grace):
             return self._issue(session, member, successor)
         # A spent token, or the last one past its grace: someone else holds the family.
         await self._end(session["member_id"], [session["_id"]], REUSED)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -14,28 +13,10 @@ import pytest
 from bson import ObjectId
 
 from tests.auth.test_throttle_cli import cleared, invoke
-from tests.helpers import client_for, create_org, until
+from tests.helpers import HeldHashes, client_for, create_org, until
 from tests.invitations.support import accept, invite, token_of
 from tests.members.support import member_login
 from tests.members.test_permission_matrix import snapshot
-
-
-class HeldHashes:
-    """Once armed, every new-password hash finishes, then waits until the test releases
-    it (armed after the setup: creating the organization hashes a password too)."""
-
-    def __init__(self, real: Callable[[str], Awaitable[str]]) -> None:
-        self.real = real
-        self.armed = False
-        self.done = 0
-        self.release = asyncio.Event()
-
-    async def __call__(self, password: str) -> str:
-        hashed = await self.real(password)
-        if self.armed:
-            self.done += 1
-            await self.release.wait()
-        return hashed
 
 
 @pytest.fixture

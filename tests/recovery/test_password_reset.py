@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +17,7 @@ from bson import ObjectId
 from org_service.db import utcnow
 from org_service.recovery import service as recovery_service
 from tests.auth.test_throttle_cli import cleared, invoke
-from tests.helpers import calls_to, client_for, create_org, until
+from tests.helpers import HeldHashes, calls_to, client_for, create_org, until
 from tests.members.support import member_login, team
 from tests.members.test_permission_matrix import snapshot
 from tests.recovery.support import confirm, queued_token, request_reset
@@ -170,23 +169,6 @@ async def test_a_new_request_kills_the_previous_link(
     assert (await confirm(client, first)).status_code == 404
     assert (await confirm(client, second, NEW)).status_code == 204
     assert (await member_login(client, org.email, NEW)).status_code == 200
-
-
-class HeldHashes:
-    """Once armed, every password hash finishes, then waits until the test releases it."""
-
-    def __init__(self, real: Callable[[str], Awaitable[str]]) -> None:
-        self.real = real
-        self.armed = False
-        self.done = 0
-        self.release = asyncio.Event()
-
-    async def __call__(self, password: str) -> str:
-        hashed = await self.real(password)
-        if self.armed:
-            self.done += 1
-            await self.release.wait()
-        return hashed
 
 
 async def test_two_uses_of_one_link_at_once_set_one_password(

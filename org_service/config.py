@@ -112,6 +112,11 @@ class OperatorSettings(BaseSettings):
     # it; after that, startup recovery or the periodic sweep finishes or undoes it.
     LIFECYCLE_LEASE_SECONDS: float = Field(default=60, gt=0, le=3600)
     LIFECYCLE_SWEEP_SECONDS: float = Field(default=10, gt=0, le=3600)
+    # A deleted organization is parked this many days (its collection renamed to
+    # parked_<id>, its members and document set aside) so an operator can bring it back
+    # (`org-service restore-deleted`); the sweep (every LIFECYCLE_SWEEP_SECONDS) purges it
+    # afterwards. 0: a delete drops everything at once (docs/lifecycle.md).
+    DELETION_GRACE_DAYS: int = Field(default=7, ge=0, le=365)
     # How long an Idempotency-Key of POST /org/create is remembered.
     IDEMPOTENCY_KEY_TTL_SECONDS: int = Field(default=24 * 3600, ge=60)
 

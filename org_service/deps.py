@@ -42,6 +42,7 @@ from org_service.organizations.lifecycle import DELETE, LifecycleManager
 from org_service.organizations.repository import OrganizationRepository
 from org_service.organizations.schemas import ACTIVE, RENAMING
 from org_service.organizations.service import DeleteTarget, OrganizationService
+from org_service.organizations.window import RestoreWindow
 from org_service.outbox.messages import Outbox
 from org_service.outbox.sender import OutboxSender
 from org_service.records.repository import by_id
@@ -81,6 +82,7 @@ class Services:
     outbox: Outbox
     outbox_sender: OutboxSender
     password_resets: PasswordResetService
+    window: RestoreWindow
 
 
 async def get_services(request: Request) -> Services:

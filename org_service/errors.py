@@ -241,6 +241,13 @@ def as_service_error(exc: Exception) -> ServiceError | None:
     if isinstance(exc, lifecycle.Inconsistent):
         return Conflict("The organization's collection is not where it should be; nothing "
                         "was changed (an operator has to look)")
+    if isinstance(exc, lifecycle.NotParked):
+        return NotFound(f"No deleted organization {exc.organization_id} can be restored"
+                        f"{': ' + exc.why if exc.why else ''}")
+    if isinstance(exc, lifecycle.EmailsTaken):
+        return Conflict("These members' emails belong to other organizations now: "
+                        f"{', '.join(exc.emails)} (restore without them: "
+                        "--skip-conflicting-members)")
     if isinstance(exc, lifecycle.LeaseLost):
         return ServiceUnavailable("The operation was taken over by recovery; retry to see "
                                   "its outcome", retry_after=1)

@@ -50,14 +50,12 @@ from org_service.observability import Metrics, ObservabilityMiddleware, configur
 from org_service.organizations import endpoints as organization_endpoints
 from org_service.organizations.lifecycle import LifecycleManager
 from org_service.organizations.repository import (
-    CollectionOwners,
     IdempotencyKeys,
-    LifecycleJournal,
     OrganizationRepository,
-    SlugClaims,
     TenantCollections,
 )
 from org_service.organizations.service import OrganizationService
+from org_service.organizations.window import RestoreWindow
 from org_service.outbox.messages import Outbox
 from org_service.outbox.repository import OutboxRepository
 from org_service.outbox.sender import OutboxSender, transport_for
@@ -94,11 +92,10 @@ def build_services(settings: Settings, mongo: Mongo,
     credentials = Credentials(members, hasher, sessions)
     # One signing key for every pagination cursor (records, audit).
     cursors = CursorCodec(keys.cursor)
-    lifecycle = LifecycleManager(
-        journal=LifecycleJournal(mongo.master), claims=SlugClaims(mongo.master),
-        owners=CollectionOwners(mongo.master),
-        organizations=organizations, members=members, collections=collections,
-        settings=settings)
+    lifecycle = LifecycleManager.on(mongo.master, settings, organizations=organizations,
+                                    members=members, collections=collections)
+    audit_repository = AuditRepository(
+        mongo.master, retention_seconds=settings.AUDIT_RETENTION_DAYS * 24 * 3600)
     outbox_repository = OutboxRepository(mongo.master)
     sender = OutboxSender(outbox_repository, transport_for(settings), settings)
     outbox = Outbox(outbox_repository, wake=sender.wake)
@@ -124,9 +121,9 @@ def build_services(settings: Settings, mongo: Mongo,
         sessions=sessions,
         login_throttle=throttle,
         create_throttle=CreateThrottle(login_failures, settings),
-        audit=AuditLog(AuditRepository(
-            mongo.master, retention_seconds=settings.AUDIT_RETENTION_DAYS * 24 * 3600),
-            cursors, collapse_seconds=settings.AUDIT_COLLAPSE_SECONDS),
+        audit=AuditLog(audit_repository, cursors,
+                       collapse_seconds=settings.AUDIT_COLLAPSE_SECONDS),
+        window=RestoreWindow(lifecycle, audit_repository),
         records=RecordService(RecordRepository(
             mongo.master, max_time_ms=settings.QUERY_MAX_TIME_MS,
             export_batch_size=settings.EXPORT_BATCH_SIZE,
@@ -163,6 +160,7 @@ async def prepare_database(services: Services) -> None:
     await services.audit.repository.ensure_indexes()
     await services.lifecycle.journal.ensure_indexes()
     await services.lifecycle.owners.ensure_indexes()
+    await services.lifecycle.deleted.ensure_indexes()
     await services.organizations.keys.ensure_indexes()
     await services.invitations.invitations.ensure_indexes()
     await services.outbox.repository.ensure_indexes()
@@ -173,11 +171,15 @@ async def prepare_database(services: Services) -> None:
 
 
 async def sweep(services: Services) -> None:
-    """Finish or undo lifecycle operations whose process died. (Idempotency keys of a
+    """Finish or undo lifecycle operations whose process died, and purge what is due.
+    (Idempotency keys of a
     create that died stay pending until a retry adopts them or their TTL removes them.)"""
     handled = await services.lifecycle.recover()
     if handled:
         log.warning("recovered %d interrupted lifecycle operation(s)", handled)
+    # Deleted organizations whose restore window is over (each process may: the journal
+    # slot and a compare-and-set on the parked document pick one per organization).
+    await services.window.purge_due()
 
 
 async def _maintain(services: Services, ready: asyncio.Event) -> None:

@@ -84,7 +84,7 @@ async def clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     # fresh data of this one (in production the old name stays claimed until it settles).
     await request.getfixturevalue("services").lifecycle.close()
     for name in await master.list_collection_names():
-        if name.startswith("org_"):
+        if name.startswith(("org_", "parked_")):
             await master.drop_collection(name)
         else:
             await master[name].delete_many({})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
@@ -102,3 +104,14 @@ class AuditRepository:
     async def find(self, query: Document, *, sort: list[tuple[str, int]], limit: int
                    ) -> list[Document]:
         return await self.collection.find(query).sort(sort).limit(limit).to_list(None)
+
+    async def delete_of(self, organization_id: ObjectId, *, keep_action: str) -> int:
+        """Purge an organization's trail but for its entries of `keep_action`."""
+        result = await self.collection.delete_many(
+            {"organization_id": organization_id, "action": {"$ne": keep_action}})
+        return result.deleted_count
+
+    async def put(self, entry: Document) -> None:
+        """Insert an entry with a chosen `_id` once (a repeated step keeps the first)."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.collection.insert_one(entry)

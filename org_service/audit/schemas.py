@@ -11,6 +11,10 @@ AuditAction = Literal[
     "organization.create",
     "organization.update",
     "organization.delete",
+    # By an operator (org-service restore-deleted) and the purge sweep: no request, no admin.
+    "organization.restore",
+    # The one entry of an organization a purge keeps: what was purged, and when.
+    "organization.purge",
     "tenant.header_mismatch",
     "member.create",
     "member.update",

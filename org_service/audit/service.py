@@ -98,6 +98,31 @@ def _collapse_key(entry: Document, bucket: int) -> str:
                            digest_size=16).hexdigest()
 
 
+def new_entry(info: RequestInfo, action: AuditAction, outcome: AuditOutcome, *,
+              at: datetime, admin_id: str | ObjectId | None = None,
+              organization_id: str | ObjectId | None = None, target: str | None = None,
+              reason: str | None = None, entry_id: ObjectId | None = None) -> Document:
+    """An audit entry as stored (before collapsing adds its count)."""
+    return {
+        "_id": entry_id or ObjectId(),
+        "at": at,
+        "action": action,
+        "outcome": outcome,
+        "admin_id": object_id(admin_id),
+        "organization_id": object_id(organization_id),
+        "target": target[:TARGET_MAX] if target is not None else None,
+        "reason": reason,
+        "client_address": info.client_address,
+        "request_id": info.request_id,
+    }
+
+
+def single(entry: Document) -> Document:
+    """A single event's entry as inserted (collapsed entries count theirs)."""
+    return {**entry, "count": 1, "last_at": entry["at"],
+            "last_request_id": entry["request_id"]}
+
+
 class AuditLog:
     def __init__(self, repository: AuditRepository, cursors: CursorCodec, *,
                  collapse_seconds: int = 60, clock: Callable[[], datetime] = utcnow) -> None:
@@ -111,18 +136,8 @@ class AuditLog:
                      organization_id: str | ObjectId | None = None,
                      target: str | None = None, reason: str | None = None) -> None:
         now = self.clock()
-        entry: Document = {
-            "_id": ObjectId(),
-            "at": now,
-            "action": action,
-            "outcome": outcome,
-            "admin_id": object_id(admin_id),
-            "organization_id": object_id(organization_id),
-            "target": target[:TARGET_MAX] if target is not None else None,
-            "reason": reason,
-            "client_address": info.client_address,
-            "request_id": info.request_id,
-        }
+        entry = new_entry(info, action, outcome, at=now, admin_id=admin_id,
+                          organization_id=organization_id, target=target, reason=reason)
         try:
             if self.collapse_seconds and (action, outcome) in COLLAPSIBLE:
                 # Fixed windows keyed in the database: every process counts into the same
@@ -131,8 +146,7 @@ class AuditLog:
                 await self.repository.collapse(_collapse_key(entry, bucket), entry,
                                                last_at=now, last_request_id=info.request_id)
             else:
-                await self.repository.insert(
-                    {**entry, "count": 1, "last_at": now, "last_request_id": info.request_id})
+                await self.repository.insert(single(entry))
         except PyMongoError as exc:
             # The action itself already happened (or already failed with its own error):
             # answering 503 now would invite a retry of a done action, so the lost entry is

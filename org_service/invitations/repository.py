@@ -99,3 +99,14 @@ class InvitationRepository:
         return await self._change(
             {"_id": invitation["_id"], "state": PENDING},
             {"state": ACCEPTED, "accepted_at": now, "member_id": member_id})
+
+    async def revoke_all_of(self, organization_id: ObjectId, *, by: ObjectId | None,
+                            now: datetime) -> None:
+        """The organization was deleted: no pending link of it may make a member any more
+        (an accept racing the delete then takes its member back, see accept)."""
+        await self.collection.update_many(
+            {"organization_id": organization_id, "state": PENDING},
+            {"$set": {"state": REVOKED, "revoked_at": now, "revoked_by": by}})
+
+    async def delete_of(self, organization_id: ObjectId) -> None:
+        await self.collection.delete_many({"organization_id": organization_id})

@@ -299,6 +299,33 @@ class MemberRepository:
         await self.collection.update_one({"_id": member_id},
                                          {"$set": {"last_login_at": utcnow()}})
 
+    async def of_organization(self, organization_id: ObjectId) -> list[Document]:
+        """Every member of the organization, whole (password hashes included): what a
+        delete sets aside for its restore window."""
+        return await self.collection.find({"organization_id": organization_id},
+                                          sort=[("_id", 1)]).to_list(None)
+
+    async def delete_ids(self, organization_id: ObjectId, ids: list[ObjectId]) -> None:
+        if ids:
+            await self.collection.delete_many(
+                {"organization_id": organization_id, "_id": {"$in": ids}})
+
+    async def holding(self, email_keys: list[str]) -> list[Document]:
+        """The members that have these emails now (whoever's they are)."""
+        return await self.collection.find(
+            {"email_key": {"$in": email_keys}}, {"email": 1, "email_key": 1,
+                                                  "organization_id": 1}).to_list(None)
+
+    async def reinstate(self, member: Document) -> bool:
+        """Put a restored member back (idempotent for a member already back); False when its
+        email belongs to another member now."""
+        try:
+            await self.collection.insert_one(member)
+            return True
+        except DuplicateKeyError:
+            found = await self.collection.find_one({"_id": member["_id"]}, {"_id": 1})
+            return found is not None
+
     async def delete_for(self, organization_id: ObjectId) -> int:
         result = await self.collection.delete_many({"organization_id": organization_id})
         if not self.migrated:  # or the lookup's fallback would bring them back

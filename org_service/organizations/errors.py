@@ -46,3 +46,21 @@ class LeaseLost(LifecycleError):
 
     def __init__(self, op_id: Any) -> None:
         super().__init__(op_id)
+
+
+class NotParked(LifecycleError):
+    """No deleted organization of this id is waiting in its restore window (never deleted,
+    purged, restored, or taken by a purge or restore running now)."""
+
+    def __init__(self, organization_id: Any, why: str = "") -> None:
+        super().__init__(organization_id)
+        self.organization_id = organization_id
+        self.why = why
+
+
+class EmailsTaken(LifecycleError):
+    """Members of the organization to restore have emails that belong to other members now."""
+
+    def __init__(self, emails: list[str]) -> None:
+        super().__init__(emails)
+        self.emails = emails

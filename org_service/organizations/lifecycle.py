@@ -11,6 +11,13 @@ its recorded phase; the former holder's next step then fails (LeaseLost) instead
 - rename  started -> fenced -> settling -> (entry removed)   completed once marked, else undone
 - delete  started -> fenced -> settling -> done (kept a day)          always completed
 - hold    started -> (entry removed)                                   index builds and drops
+- purge, restore (of an organization deleted within its restore window): see window.py
+
+A delete with DELETION_GRACE_DAYS > 0 parks instead of dropping: the collection is renamed
+to parked_<id>, the organization's document and members move to `deleted_organizations` and
+`deleted_members` (so name and emails are free at once), its pending invitations are revoked
+and its queued mail dropped; settling folds stragglers into the parked collection and moves
+members added by requests that raced the delete. With 0 it drops all of it, as before.
 
 Acting on the truth: a request's tenant context was read when it started, so an operation
 takes the organization's journal slot first and then re-reads the organization; it builds
@@ -44,10 +51,12 @@ from typing import Any, TypeVar
 
 import pymongo
 from bson import ObjectId
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from org_service.config import Settings
+from org_service.config import OperatorSettings
 from org_service.db import Document, utcnow
+from org_service.invitations.repository import InvitationRepository
 from org_service.members.repository import MemberRepository
 from org_service.naming import OrganizationIdentity
 from org_service.organizations.errors import (
@@ -60,12 +69,15 @@ from org_service.organizations.errors import (
 )
 from org_service.organizations.repository import (
     CollectionOwners,
+    DeletedOrganizations,
     LifecycleJournal,
     OrganizationRepository,
     SlugClaims,
     TenantCollections,
+    parked_collection,
 )
 from org_service.organizations.schemas import ACTIVE, CREATING, DELETING, RENAMING
+from org_service.outbox.repository import OutboxRepository
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,19 +92,35 @@ DONE_KEPT = timedelta(days=1)
 POLL_SECONDS = 0.05
 
 Checkpoint = Callable[[str, Document], Awaitable[None]]
+Recoverer = Callable[[Document], Awaitable[None]]
+# Why the queued mail of a deleted organization was not sent.
+ORGANIZATION_DELETED = "organization_deleted"
+
+
+def _parks(op: Document) -> bool:
+    """Whether a delete parks the organization for a restore window (journaled before
+    windows existed: no, it drops)."""
+    return bool(op.get("grace_days"))
 
 
 class LifecycleManager:
     def __init__(self, *, journal: LifecycleJournal, claims: SlugClaims,
                  owners: CollectionOwners, organizations: OrganizationRepository,
                  members: MemberRepository, collections: TenantCollections,
-                 settings: Settings) -> None:
+                 deleted: DeletedOrganizations, invitations: InvitationRepository,
+                 outbox: OutboxRepository, settings: OperatorSettings) -> None:
         self.journal = journal
         self.claims = claims
         self.owners = owners
         self.organizations = organizations
         self.members = members
         self.collections = collections
+        self.deleted = deleted
+        self.invitations = invitations
+        self.outbox = outbox
+        self.grace = timedelta(days=settings.DELETION_GRACE_DAYS)
+        # How operations of other kinds (window.py: purge, restore) are finished or undone.
+        self.recoverers: dict[str, Recoverer] = {}
         self.owner = uuid.uuid4().hex
         self.lease = timedelta(seconds=settings.LIFECYCLE_LEASE_SECONDS)
         self.fence = timedelta(milliseconds=settings.TENANT_REQUEST_TIMEOUT_MS) + FENCE_MARGIN
@@ -108,6 +136,21 @@ class LifecycleManager:
         self.checkpoint: Checkpoint | None = None
         self.claim_patience = CLAIM_PATIENCE
         self._background: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def on(cls, db: AsyncDatabase[Document], settings: OperatorSettings, *,
+           organizations: OrganizationRepository | None = None,
+           members: MemberRepository | None = None,
+           collections: TenantCollections | None = None) -> LifecycleManager:
+        """The manager of the master database `db`, with the repositories the caller
+        shares with other services (the API) or fresh ones (the operator CLI)."""
+        return cls(journal=LifecycleJournal(db), claims=SlugClaims(db),
+                   owners=CollectionOwners(db),
+                   organizations=organizations or OrganizationRepository(db),
+                   members=members or MemberRepository(db),
+                   collections=collections or TenantCollections(db),
+                   deleted=DeletedOrganizations(db), invitations=InvitationRepository(db),
+                   outbox=OutboxRepository(db), settings=settings)
 
     # -- running steps ---------------------------------------------------------------
 
@@ -410,8 +453,11 @@ class LifecycleManager:
                      ) -> Document:
         """Delete the organization that has `slug` now; Stale when it no longer has it."""
         async def run() -> Document:
+            # The window is the one of the process that started the delete (recovery by a
+            # process configured otherwise finishes it the same way).
             op = await self._begin(DELETE, organization_id, admin_id=admin["_id"],
-                                   admin_version=admin.get("token_version"))
+                                   admin_version=admin.get("token_version"),
+                                   grace_days=self.grace.days)
             org = await self._current(op, slug)
             try:
                 await self.journal.advance(op, name=org["organization_name"],
@@ -451,10 +497,43 @@ class LifecycleManager:
         if op["phase"] == FENCED:
             if await self.owners.held(op["collection_name"], org_id, op["_id"]):
                 await self._renew(op)
-                await self.collections.drop(op["collection_name"])
+                await self._put_away(op)
             await self._step("moved", op)
-            await self.members.delete_for(org_id)
+            if _parks(op):
+                org = await self.organizations.get(org_id, active_only=False)
+                if org is not None:
+                    now = utcnow()
+                    await self.deleted.park(
+                        org, deleted_by=op.get("admin_id"), deleted_at=now,
+                        purge_after=now + timedelta(days=op["grace_days"]))
+            # Before the response: the emails are free for anyone at once.
+            await self._set_members_aside(op)
             await self.organizations.delete(org_id)
+
+    async def _put_away(self, op: Document) -> None:
+        """The held collection, and any straggler a late write re-created, into the
+        parked collection (restore window) or gone (no window)."""
+        if _parks(op):
+            await self.collections.move(op["collection_name"],
+                                        parked_collection(op["organization_id"]))
+        else:
+            await self.collections.drop(op["collection_name"])
+
+    async def _set_members_aside(self, op: Document) -> None:
+        """Members, pending invitations and queued mail of the deleted organization.
+
+        Run again at settling: a member add or an invitation accept that read the
+        organization before it was marked may write its member after the first run (an
+        accept then finds its invitation revoked and takes its member back itself)."""
+        org_id = op["organization_id"]
+        await self.invitations.revoke_all_of(org_id, by=op.get("admin_id"), now=utcnow())
+        await self.outbox.drop_of(org_id, ORGANIZATION_DELETED)
+        if not _parks(op):
+            await self.members.delete_for(org_id)
+            return
+        members = await self.members.of_organization(org_id)
+        await self.deleted.keep_members(members)
+        await self.members.delete_ids(org_id, [m["_id"] for m in members])
 
     async def _complete_delete(self, op: Document) -> None:
         if op["phase"] == STARTED:
@@ -547,7 +626,8 @@ class LifecycleManager:
             else:
                 old, old_slug = op["collection_name"], op["slug"]
                 if await self.owners.held(old, org_id, op["_id"]):
-                    await self.collections.drop(old)
+                    await self._put_away(op)
+                await self._set_members_aside(op)
                 await self.owners.give_up(old, org_id, op["_id"])
                 await self.claims.release(old_slug, org_id)
                 await self.journal.advance(op, phase=DONE, expires_at=utcnow() + DONE_KEPT)
@@ -596,6 +676,8 @@ class LifecycleManager:
                 await self._complete_rename(taken)
             elif taken["kind"] == DELETE:
                 await self._complete_delete(taken)
+            elif taken["kind"] in self.recoverers:
+                await self.recoverers[taken["kind"]](taken)
             else:
                 await self._recover_hold(taken)
         except LeaseLost:

@@ -3,6 +3,7 @@ database and the tenant collections it points to."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -81,8 +82,19 @@ class OrganizationRepository:
             return_document=ReturnDocument.AFTER,
         )
 
-    async def delete(self, organization_id: ObjectId) -> None:
-        await self.collection.delete_one({"_id": organization_id})
+    async def delete(self, organization_id: ObjectId, *, state: str | None = None) -> None:
+        query: Document = {"_id": organization_id}
+        if state is not None:
+            query["state"] = state
+        await self.collection.delete_one(query)
+
+    async def put_back(self, org: Document) -> None:
+        """Insert a restored organization's document (idempotent on its `_id`)."""
+        try:
+            await self.collection.insert_one(org)
+        except DuplicateKeyError:
+            if await self.collection.find_one({"_id": org["_id"]}, {"_id": 1}) is None:
+                raise
 
     async def count_active(self) -> int:
         return await self.collection.count_documents({"state": ACTIVE})
@@ -175,6 +187,11 @@ class LifecycleJournal:
     async def stale(self, now: datetime) -> list[Document]:
         return await self.collection.find(
             {"phase": {"$ne": "done"}, "lease_until": {"$lt": now}}).to_list(None)
+
+    async def forget_done(self, organization_id: ObjectId) -> None:
+        """Drop a finished delete's record (kept to answer a repeated delete, which no token
+        can make any more once a purge or restore of the organization starts)."""
+        await self.collection.delete_one({"organization_id": organization_id, "phase": "done"})
 
     async def finish(self, op: Document) -> None:
         result = await self.collection.delete_one({"_id": op["_id"], "token": op["token"]})
@@ -346,3 +363,90 @@ class TenantCollections:
 
     async def drop(self, name: str) -> None:
         await self.db.drop_collection(name)
+
+    async def count(self, name: str) -> int:
+        return await self.db[name].count_documents({})
+
+
+PARKED_PREFIX = "parked_"
+PARKED, PURGING, RESTORING = "parked", "purging", "restoring"
+
+
+def parked_collection(organization_id: ObjectId) -> str:
+    """Where a deleted organization's collection waits out its restore window: named by
+    its id, so a new organization of the same name never meets it."""
+    return f"{PARKED_PREFIX}{organization_id}"
+
+
+class DeletedOrganizations:
+    """`deleted_organizations` and `deleted_members`: organizations deleted within their
+    restore window (DELETION_GRACE_DAYS), set aside with their people so that the name and
+    every email are free at once, and nothing of them resolves a token.
+
+    A parked organization is the document it had (same `_id`, its record policies, its
+    original `organization_name`, `slug` and `collection_name`) plus `state` (parked, or
+    purging / restoring while the one operation of its journal slot acts on it, `op_id`),
+    `parked_collection`, `deleted_at`, `purge_after` and `deleted_by`. Its members are
+    their documents as they were."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.organizations = db["deleted_organizations"]
+        self.members = db["deleted_members"]
+
+    async def ensure_indexes(self) -> None:
+        await self.organizations.create_index([("state", 1), ("purge_after", 1)],
+                                              name="due")
+        await self.members.create_index([("organization_id", 1), ("_id", 1)],
+                                         name="organization")
+
+    async def park(self, org: Document, *, deleted_by: ObjectId | None,
+                   deleted_at: datetime, purge_after: datetime) -> None:
+        """Set the organization's document aside (idempotent: a repeated step keeps the
+        first one)."""
+        doc = {**org, "state": PARKED, "op_id": None,
+               "parked_collection": parked_collection(org["_id"]),
+               "deleted_at": deleted_at, "purge_after": purge_after, "deleted_by": deleted_by}
+        with contextlib.suppress(DuplicateKeyError):
+            await self.organizations.insert_one(doc)
+
+    async def keep_members(self, members: list[Document]) -> None:
+        if members:
+            await self.members.bulk_write(
+                [ReplaceOne({"_id": m["_id"]}, m, upsert=True) for m in members],
+                ordered=False)
+
+    async def get(self, organization_id: ObjectId) -> Document | None:
+        return await self.organizations.find_one({"_id": organization_id})
+
+    async def listing(self) -> list[Document]:
+        """Every organization in its window, the first to be purged first."""
+        return await self.organizations.find({}, sort=[("purge_after", 1)]).to_list(None)
+
+    async def due(self, now: datetime) -> list[Document]:
+        return await self.organizations.find(
+            {"state": PARKED, "purge_after": {"$lte": now}},
+            {"_id": 1}, sort=[("purge_after", 1)]).to_list(None)
+
+    async def mark(self, organization_id: ObjectId, *, expect: Document, state: str,
+                   op_id: ObjectId | None) -> Document | None:
+        """Compare-and-set the parked organization's state: the one place purge and restore
+        decide which of them gets it."""
+        return await self.organizations.find_one_and_update(
+            {"_id": organization_id, **expect}, {"$set": {"state": state, "op_id": op_id}},
+            return_document=ReturnDocument.AFTER)
+
+    async def members_of(self, organization_id: ObjectId) -> list[Document]:
+        return await self.members.find({"organization_id": organization_id},
+                                       sort=[("_id", 1)]).to_list(None)
+
+    async def count_members(self, organization_id: ObjectId) -> int:
+        return await self.members.count_documents({"organization_id": organization_id})
+
+    async def forget_members(self, organization_id: ObjectId) -> int:
+        result = await self.members.delete_many({"organization_id": organization_id})
+        return result.deleted_count
+
+    async def forget(self, organization_id: ObjectId, op_id: ObjectId) -> None:
+        """Drop the parked document the operation `op_id` holds (its members first)."""
+        await self.forget_members(organization_id)
+        await self.organizations.delete_one({"_id": organization_id, "op_id": op_id})

@@ -13,6 +13,8 @@ from org_service.naming import OrganizationName
 # moments of a journaled create, rename or delete (see lifecycle.py).
 ACTIVE = "active"
 CREATING, RENAMING, DELETING = "creating", "renaming", "deleting"
+# Back from the restore window, while its members and collection return (window.py).
+RESTORING = "restoring"
 # States in which an organization can be looked up by name (a rename is brief and visible).
 VISIBLE = (ACTIVE, RENAMING)
 

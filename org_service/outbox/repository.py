@@ -43,6 +43,16 @@ class OutboxRepository:
             {"$set": {"state": DROPPED, "last_error": reason, "next_attempt_at": None},
              "$unset": BODY})
 
+    async def drop_of(self, organization_id: ObjectId, reason: str) -> None:
+        """Drop every message of the organization nobody is sending yet."""
+        await self.collection.update_many(
+            {"organization_id": organization_id, "state": PENDING},
+            {"$set": {"state": DROPPED, "last_error": reason, "next_attempt_at": None},
+             "$unset": BODY})
+
+    async def delete_of(self, organization_id: ObjectId) -> None:
+        await self.collection.delete_many({"organization_id": organization_id})
+
     async def claim(self, now: datetime, lease: timedelta, claim: str) -> Document | None:
         """Take the most overdue message that is due, or whose sender's lease ran out (it
         crashed or hung), for `lease`; counts the attempt."""

@@ -85,7 +85,7 @@ async def wipe(db: Any) -> None:
     """An empty master database again, once nothing is in flight any more."""
     await settled(db, within=30)
     for name in await db.list_collection_names():
-        if name.startswith("org_"):
+        if name.startswith(("org_", "parked_")):
             await db.drop_collection(name)
         else:
             await db[name].delete_many({})

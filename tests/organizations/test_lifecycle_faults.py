@@ -29,7 +29,9 @@ LEASE_OUT = 1.2
 RENAME_STEPS = ["insert", "update", "findAndModify", "listCollections", "renameCollection",
                 "delete"]
 CREATE_STEPS = ["insert", "update", "findAndModify", "create", "createIndexes", "delete"]
-DELETE_STEPS = ["insert", "findAndModify", "update", "drop", "delete"]
+# With a restore window (the default) a delete parks the collection (renameCollection) and
+# moves the organization and its members (insert, delete); without one it drops.
+DELETE_STEPS = ["insert", "findAndModify", "update", "renameCollection", "drop", "delete"]
 
 
 def _answered_or_retryable(response: Any, ok: int) -> None:
@@ -120,11 +122,14 @@ async def test_delete_failing_at_a_step_is_finished_by_restart_and_retry(
         await assert_consistent(lifecycle_db, {other: DOCS})
 
 
+@pytest.mark.parametrize(("grace_days", "command"), [(7, "renameCollection"), (0, "drop")])
 async def test_delete_retried_after_a_fault_completes_without_restart(
-        lifecycle_settings: Any, lifecycle_db: Any, raw_client: Any) -> None:
-    async with running(lifecycle_settings) as app:
+        lifecycle_settings: Any, lifecycle_db: Any, raw_client: Any, grace_days: int,
+        command: str) -> None:
+    settings = lifecycle_settings.model_copy(update={"DELETION_GRACE_DAYS": grace_days})
+    async with running(settings) as app:
         _, auth = await org_with_docs(app, lifecycle_db, "Acme", DOCS)
-        async with failing(raw_client, "drop"):
+        async with failing(raw_client, command):
             assert_retryable(await delete(app.http, auth, "Acme"))
         assert await lifecycle_db["organizations"].count_documents({}) == 1  # invisible, kept
 

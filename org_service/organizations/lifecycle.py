@@ -196,17 +196,19 @@ class LifecycleManager:
                 "phase": STARTED, "owner": self.owner, "token": uuid.uuid4().hex,
                 "lease_until": now + self.lease, "started_at": now, **fields}
 
-    async def _begin(self, kind: str, organization_id: ObjectId, **fields: Any) -> Document:
+    async def _begin(self, kind: str, organization_id: ObjectId, *, patient: bool = False,
+                     **fields: Any) -> Document:
         """Take the organization's journal slot for a new operation. A previous operation
-        that is settling is waited for; one whose owner is gone is finished or undone
-        first (so a retried request sees its effect); Busy when one really is in flight."""
+        that is settling is waited for (with `patient`, one in flight too, a while); one
+        whose owner is gone is finished or undone first (so a retried request sees its
+        effect); Busy when one really is in flight."""
         for _ in range(3):
             op = self._op(kind, organization_id, **fields)
             try:
                 await self.journal.start(op)
                 return op
             except DuplicateKeyError:
-                if not await self._quiet(organization_id, patient=False):
+                if not await self._quiet(organization_id, patient=patient):
                     raise Busy() from None
         raise Busy()
 

@@ -84,10 +84,15 @@ class RestoreWindow:
         lifecycle.recoverers[PURGE] = self._recover_purge
         lifecycle.recoverers[RESTORE] = self._recover_restore
 
-    async def _take_slot(self, kind: str, organization_id: ObjectId, **fields: object
-                         ) -> Document:
+    async def _take_slot(self, kind: str, organization_id: ObjectId, *, patient: bool,
+                         **fields: object) -> Document:
+        """The organization's journal slot: the delete that parked it has settled (waited
+        for), and its finished record, which answered repeats of the delete, is dropped
+        (no token can repeat it now)."""
+        if not await self.lifecycle._quiet(organization_id, patient=patient):
+            raise Busy()
         await self.lifecycle.journal.forget_done(organization_id)
-        return await self.lifecycle._begin(kind, organization_id, **fields)
+        return await self.lifecycle._begin(kind, organization_id, patient=patient, **fields)
 
     # -- purge -----------------------------------------------------------------------------
 
@@ -115,7 +120,8 @@ class RestoreWindow:
         lifecycle = self.lifecycle
 
         async def run() -> Purged | None:
-            op = await self._take_slot(PURGE, organization_id)
+            # Not patient: the sweep leaves an organization a restore holds to the next round.
+            op = await self._take_slot(PURGE, organization_id, patient=False)
             try:
                 doc = await self.deleted.mark(
                     organization_id, expect={"state": PARKED, "purge_after": {"$lte": now}},
@@ -191,7 +197,9 @@ class RestoreWindow:
         to = OrganizationIdentity.of(as_name or parked["organization_name"])
 
         async def run() -> Restored:
-            op = await self._take_slot(RESTORE, organization_id, to_name=to.name,
+            # Patient: an operator may restore right after the delete, still settling.
+            op = await self._take_slot(RESTORE, organization_id, patient=True,
+                                       to_name=to.name,
                                        to_slug=to.slug, to_collection=to.collection,
                                        skip=skip_conflicting_members)
             try:

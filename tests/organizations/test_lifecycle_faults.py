@@ -21,6 +21,7 @@ from tests.organizations.lifecycle_support import (
     rename,
     running,
 )
+from tests.organizations.window_support import assert_parked
 
 DOCS = 30
 # Longer than the test lease (0.5 s) plus the fence: the failed request's process is "dead".
@@ -120,6 +121,7 @@ async def test_delete_failing_at_a_step_is_finished_by_restart_and_retry(
         assert retried.json() == {"deleted": True, "id": acme, "organization_name": "Acme",
                                   "collection_name": "org_acme"}
         await assert_consistent(lifecycle_db, {other: DOCS})
+        await assert_parked(lifecycle_db, {acme: DOCS})  # whole in its restore window
 
 
 @pytest.mark.parametrize(("grace_days", "command"), [(7, "renameCollection"), (0, "drop")])

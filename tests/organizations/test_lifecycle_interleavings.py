@@ -361,14 +361,17 @@ async def test_a_create_during_a_delete_of_the_same_name_gets_a_fresh_empty_coll
         await assert_invariants(lifecycle_db, app.http, [new, other])
 
 
+@pytest.mark.parametrize(("grace_days", "step"), [(7, "move"), (0, "drop")])
 async def test_a_late_settling_of_a_delete_does_not_drop_the_next_owners_collection(
-        lifecycle_settings: Any, lifecycle_db: Any) -> None:
-    # The delete's own settling task is held just before it drops org_acme; meanwhile a
-    # create of "Acme" settles the delete itself, takes the name and its new collection.
-    async with running(lifecycle_settings) as app:
+        lifecycle_settings: Any, lifecycle_db: Any, grace_days: int, step: str) -> None:
+    # The delete's own settling task is held just before it drops org_acme (with a restore
+    # window: folds it into the parked collection); meanwhile a create of "Acme" settles the
+    # delete itself, takes the name and its new collection.
+    settings = lifecycle_settings.model_copy(update={"DELETION_GRACE_DAYS": grace_days})
+    async with running(settings) as app:
         old = await new_tenant(app, "Acme", 6)
         other = await new_tenant(app, "Other Co", 2)
-        settling = hold_settling(app, "drop")
+        settling = hold_settling(app, step)
         deleted = await delete(app.http, old.auth, "Acme")
         assert deleted.status_code == 200, deleted.text
         await settling.reached()

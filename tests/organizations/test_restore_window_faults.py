@@ -1,12 +1,14 @@
 """The restore window under faults and overlaps: parking, restore and purge each fail at
-every step in turn (a real failCommand on the server), or are paused mid-way while another
+every step in turn (a real failCommand on the server; parking in test_lifecycle_faults),
+or are paused mid-way while another
 process takes them over or races them; afterwards the organization is whole, either parked
 or restored or purged, never in between."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 from bson import ObjectId
@@ -16,7 +18,6 @@ from tests.helpers import HeldHashes, create_org, until
 from tests.invitations.support import accept, invite, token_of
 from tests.organizations.lifecycle_support import (
     assert_consistent,
-    assert_retryable,
     delete,
     failing,
     org_with_docs,
@@ -25,6 +26,7 @@ from tests.organizations.lifecycle_support import (
 )
 from tests.organizations.window_support import assert_parked, cli, due_now
 
+T = TypeVar("T")
 DOCS = 20
 # Longer than the test lease (0.5 s) plus the fence: the failed process is "dead".
 LEASE_OUT = 1.2
@@ -52,29 +54,6 @@ async def restored_or_parked(db: Any, org_id: str) -> bool:
 async def final_records(db: Any, org_id: str) -> list[str]:
     return [e["action"] for e in await db["audit_log"].find(
         {"organization_id": ObjectId(org_id)}).to_list(None)]
-
-
-@pytest.mark.parametrize("command", ["insert", "findAndModify", "update",
-                                     "renameCollection", "delete"])
-async def test_parking_failing_at_a_step_is_whole_after_restart_and_retry(
-        lifecycle_settings: Any, lifecycle_db: Any, raw_client: Any, command: str) -> None:
-    async with running(lifecycle_settings) as first:
-        acme, auth = await org_with_docs(first, lifecycle_db, "Acme", DOCS)
-        other, _ = await org_with_docs(first, lifecycle_db, "Other", DOCS)
-        async with failing(raw_client, command):
-            response = await delete(first.http, auth, "Acme")
-        if response.status_code != 200:
-            assert_retryable(response)
-    await asyncio.sleep(LEASE_OUT)
-
-    async with running(lifecycle_settings) as restarted:
-        if await lifecycle_db["organizations"].count_documents({"slug": "acme"}):
-            await assert_consistent(lifecycle_db, {acme: DOCS, other: DOCS})  # untouched
-            await assert_parked(lifecycle_db, {})
-        retried = await delete(restarted.http, auth, "Acme")
-        assert retried.status_code == 200, retried.text
-        await assert_consistent(lifecycle_db, {other: DOCS})
-        await assert_parked(lifecycle_db, {acme: DOCS})
 
 
 @pytest.mark.parametrize("command", ["insert", "findAndModify", "update",
@@ -114,8 +93,10 @@ async def test_purge_failing_at_a_step_is_finished_after_restart(
         assert await final_records(lifecycle_db, acme) == ["organization.purge"]
 
 
-def pause_at(step: str) -> tuple[Any, asyncio.Event, asyncio.Event]:
-    """A lifecycle checkpoint that holds the first operation reaching `step`."""
+async def paused_at(app: Any, step: str, work: Coroutine[Any, Any, T]
+                    ) -> tuple[asyncio.Task[T], asyncio.Event]:
+    """Run `work` (a restore or purge on `app`) until it reaches the checkpoint `step`, and
+    hold it there until the returned event is set."""
     reached, release = asyncio.Event(), asyncio.Event()
 
     async def checkpoint(name: str, op: dict[str, Any]) -> None:
@@ -123,17 +104,18 @@ def pause_at(step: str) -> tuple[Any, asyncio.Event, asyncio.Event]:
             reached.set()
             await release.wait()
 
-    return checkpoint, reached, release
+    app.services.lifecycle.checkpoint = checkpoint
+    task = asyncio.create_task(work)
+    await asyncio.wait_for(reached.wait(), 10)
+    return task, release
 
 
 async def test_a_restore_whose_process_died_before_its_collection_moved_is_undone(
         lifecycle_settings: Any, lifecycle_db: Any) -> None:
     async with running(lifecycle_settings) as first:
         acme, _ = await parked_acme(first, lifecycle_db)
-        checkpoint, reached, release = pause_at("claimed")
-        first.services.lifecycle.checkpoint = checkpoint
-        restoring = asyncio.create_task(first.services.window.restore(ObjectId(acme)))
-        await asyncio.wait_for(reached.wait(), 10)
+        restoring, release = await paused_at(
+            first, "claimed", first.services.window.restore(ObjectId(acme)))
         await asyncio.sleep(LEASE_OUT)
 
         async with running(lifecycle_settings):  # its startup recovery takes it over
@@ -149,10 +131,8 @@ async def test_a_purge_whose_process_died_once_marked_is_finished(
     async with running(lifecycle_settings) as first:
         acme, _ = await parked_acme(first, lifecycle_db)
         await due_now(lifecycle_db, acme)
-        checkpoint, reached, release = pause_at("counted")
-        first.services.lifecycle.checkpoint = checkpoint
-        purging = asyncio.create_task(first.services.window.purge_due())
-        await asyncio.wait_for(reached.wait(), 10)
+        purging, release = await paused_at(
+            first, "counted", first.services.window.purge_due())
         await asyncio.sleep(LEASE_OUT)
 
         async with running(lifecycle_settings):
@@ -172,10 +152,8 @@ async def test_a_create_of_the_name_racing_a_restore_wins_the_claim_first(
         patient_settings: Any, lifecycle_db: Any) -> None:
     async with running(patient_settings) as app:
         acme, _ = await parked_acme(app, lifecycle_db)
-        checkpoint, reached, release = pause_at("journaled")
-        app.services.lifecycle.checkpoint = checkpoint
-        restoring = asyncio.create_task(app.services.window.restore(ObjectId(acme)))
-        await asyncio.wait_for(reached.wait(), 10)
+        restoring, release = await paused_at(
+            app, "journaled", app.services.window.restore(ObjectId(acme)))
 
         newcomer = await create_org(app.http, "Acme", email="new@acme.example.com")
         release.set()
@@ -193,10 +171,8 @@ async def test_a_restore_racing_a_purge_of_the_same_organization_is_refused(
     async with running(patient_settings) as app:
         acme, _ = await parked_acme(app, lifecycle_db)
         await due_now(lifecycle_db, acme)
-        checkpoint, reached, release = pause_at("counted")
-        app.services.lifecycle.checkpoint = checkpoint
-        purging = asyncio.create_task(app.services.window.purge_due())
-        await asyncio.wait_for(reached.wait(), 10)
+        purging, release = await paused_at(
+            app, "counted", app.services.window.purge_due())
 
         refused = await cli(patient_settings, "restore-deleted", acme)
         release.set()
@@ -214,10 +190,8 @@ async def test_a_purge_racing_a_restore_of_the_same_organization_leaves_it_alone
     async with running(patient_settings) as app:
         acme, _ = await parked_acme(app, lifecycle_db)
         await due_now(lifecycle_db, acme)
-        checkpoint, reached, release = pause_at("claimed")
-        app.services.lifecycle.checkpoint = checkpoint
-        restoring = asyncio.create_task(app.services.window.restore(ObjectId(acme)))
-        await asyncio.wait_for(reached.wait(), 10)
+        restoring, release = await paused_at(
+            app, "claimed", app.services.window.restore(ObjectId(acme)))
 
         purged = await cli(patient_settings, "purge")
         release.set()

@@ -110,12 +110,30 @@ async def paused_at(app: Any, step: str, work: Coroutine[Any, Any, T]
     return task, release
 
 
+async def purge_paused_once_marked(app: Any, db: Any
+                                   ) -> tuple[str, asyncio.Task[Any], asyncio.Event]:
+    """A parked Acme whose window is over, and the sweep's purge of it held once it has
+    marked the organization (purging) and counted what it will purge."""
+    acme, _ = await parked_acme(app, db)
+    await due_now(db, acme)
+    purging, release = await paused_at(app, "counted", app.services.window.purge_due())
+    return acme, purging, release
+
+
+async def restore_paused_at(app: Any, db: Any, step: str
+                            ) -> tuple[str, asyncio.Task[Any], asyncio.Event]:
+    """A parked Acme, and its restore held at `step`."""
+    acme, _ = await parked_acme(app, db)
+    restoring, release = await paused_at(app, step,
+                                         app.services.window.restore(ObjectId(acme)))
+    return acme, restoring, release
+
+
 async def test_a_restore_whose_process_died_before_its_collection_moved_is_undone(
         lifecycle_settings: Any, lifecycle_db: Any) -> None:
     async with running(lifecycle_settings) as first:
-        acme, _ = await parked_acme(first, lifecycle_db)
-        restoring, release = await paused_at(
-            first, "claimed", first.services.window.restore(ObjectId(acme)))
+        acme, restoring, release = await restore_paused_at(first, lifecycle_db,
+                                                            "claimed")
         await asyncio.sleep(LEASE_OUT)
 
         async with running(lifecycle_settings):  # its startup recovery takes it over
@@ -129,10 +147,7 @@ async def test_a_restore_whose_process_died_before_its_collection_moved_is_undon
 async def test_a_purge_whose_process_died_once_marked_is_finished(
         lifecycle_settings: Any, lifecycle_db: Any) -> None:
     async with running(lifecycle_settings) as first:
-        acme, _ = await parked_acme(first, lifecycle_db)
-        await due_now(lifecycle_db, acme)
-        purging, release = await paused_at(
-            first, "counted", first.services.window.purge_due())
+        acme, purging, release = await purge_paused_once_marked(first, lifecycle_db)
         await asyncio.sleep(LEASE_OUT)
 
         async with running(lifecycle_settings):
@@ -151,9 +166,8 @@ def patient_settings(lifecycle_settings: Any) -> Any:
 async def test_a_create_of_the_name_racing_a_restore_wins_the_claim_first(
         patient_settings: Any, lifecycle_db: Any) -> None:
     async with running(patient_settings) as app:
-        acme, _ = await parked_acme(app, lifecycle_db)
-        restoring, release = await paused_at(
-            app, "journaled", app.services.window.restore(ObjectId(acme)))
+        acme, restoring, release = await restore_paused_at(app, lifecycle_db,
+                                                            "journaled")
 
         newcomer = await create_org(app.http, "Acme", email="new@acme.example.com")
         release.set()
@@ -169,10 +183,7 @@ async def test_a_create_of_the_name_racing_a_restore_wins_the_claim_first(
 async def test_a_restore_racing_a_purge_of_the_same_organization_is_refused(
         patient_settings: Any, lifecycle_db: Any) -> None:
     async with running(patient_settings) as app:
-        acme, _ = await parked_acme(app, lifecycle_db)
-        await due_now(lifecycle_db, acme)
-        purging, release = await paused_at(
-            app, "counted", app.services.window.purge_due())
+        acme, purging, release = await purge_paused_once_marked(app, lifecycle_db)
 
         refused = await cli(patient_settings, "restore-deleted", acme)
         release.set()
@@ -188,10 +199,8 @@ async def test_a_restore_racing_a_purge_of_the_same_organization_is_refused(
 async def test_a_purge_racing_a_restore_of_the_same_organization_leaves_it_alone(
         patient_settings: Any, lifecycle_db: Any) -> None:
     async with running(patient_settings) as app:
-        acme, _ = await parked_acme(app, lifecycle_db)
-        await due_now(lifecycle_db, acme)
-        restoring, release = await paused_at(
-            app, "claimed", app.services.window.restore(ObjectId(acme)))
+        acme, restoring, release = await restore_paused_at(app, lifecycle_db, "claimed")
+        await due_now(lifecycle_db, acme)  # a purge would take it, were it not restoring
 
         purged = await cli(patient_settings, "purge")
         release.set()

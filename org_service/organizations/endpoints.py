@@ -111,7 +111,9 @@ async def delete_organization(body: OrganizationDelete, target: DeleteTargetDep,
                               services: ServicesDep, auditor: CurrentAuditor
                               ) -> OrganizationDeleted:
     """Delete the caller's organization: its collection, its admins and itself. Repeating
-    it with the same token answers the same 200 (for a day).
+    it with the same token answers the same 200 (for a day). It is gone at once for
+    everyone (its name and its members' emails are free again); an operator can still
+    restore it for `DELETION_GRACE_DAYS` (default 7), after which it is purged.
 
     Right after a rename this waits for the rename to settle: up to
     `TENANT_REQUEST_TIMEOUT_MS` + 250 ms (3.25 s by default). Requests that read the old

@@ -46,7 +46,7 @@ import pymongo
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from org_service.config import Settings
+from org_service.config import OperatorSettings
 from org_service.db import Document, utcnow
 from org_service.members.repository import MemberRepository
 from org_service.naming import OrganizationIdentity
@@ -86,7 +86,7 @@ class LifecycleManager:
     def __init__(self, *, journal: LifecycleJournal, claims: SlugClaims,
                  owners: CollectionOwners, organizations: OrganizationRepository,
                  members: MemberRepository, collections: TenantCollections,
-                 settings: Settings) -> None:
+                 settings: OperatorSettings) -> None:
         self.journal = journal
         self.claims = claims
         self.owners = owners
@@ -108,6 +108,9 @@ class LifecycleManager:
         self.checkpoint: Checkpoint | None = None
         self.claim_patience = CLAIM_PATIENCE
         self._background: set[asyncio.Task[Any]] = set()
+        # How to finish or undo operations of kinds defined outside this module (a restore,
+        # org_service/operations/restore.py), by kind: recovery runs them like its own.
+        self.recoverers: dict[str, Callable[[Document], Awaitable[None]]] = {}
 
     # -- running steps ---------------------------------------------------------------
 
@@ -596,6 +599,8 @@ class LifecycleManager:
                 await self._complete_rename(taken)
             elif taken["kind"] == DELETE:
                 await self._complete_delete(taken)
+            elif taken["kind"] in self.recoverers:
+                await self.recoverers[taken["kind"]](taken)
             else:
                 await self._recover_hold(taken)
         except LeaseLost:
@@ -619,3 +624,16 @@ class LifecycleManager:
         if op["lease_until"] >= utcnow():
             return False
         return await self._detached(lambda: self.recover_one(op))
+
+    async def settled(self) -> None:
+        """Wait for the settling this process started (a command line exits only after)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    # The steps other journaled operations are built from (operations/restore.py).
+    begin = _begin
+    claim = _claim
+    fail = _fail
+    step = _step
+    renew = _renew
+    hold_and_mark = _hold_and_mark

@@ -172,6 +172,11 @@ class LifecycleJournal:
             {"$set": {"owner": owner, "token": token, "lease_until": lease_until}},
             return_document=ReturnDocument.AFTER)
 
+    async def forget_finished(self, organization_id: ObjectId) -> None:
+        """Drop the kept record of a finished delete: the organization id is being given a
+        new life (a restore under its original id)."""
+        await self.collection.delete_one({"organization_id": organization_id, "phase": "done"})
+
     async def stale(self, now: datetime) -> list[Document]:
         return await self.collection.find(
             {"phase": {"$ne": "done"}, "lease_until": {"$lt": now}}).to_list(None)

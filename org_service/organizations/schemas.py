@@ -13,6 +13,10 @@ from org_service.naming import OrganizationName
 # moments of a journaled create, rename or delete (see lifecycle.py).
 ACTIVE = "active"
 CREATING, RENAMING, DELETING = "creating", "renaming", "deleting"
+# An organization being replaced by a restore from a backup (`org-service restore --replace`):
+# like a rename, a moment, during which its tenant requests get 503 + Retry-After.
+RESTORING = "restoring"
+BUSY = (RENAMING, RESTORING)
 # States in which an organization can be looked up by name (a rename is brief and visible).
 VISIBLE = (ACTIVE, RENAMING)
 

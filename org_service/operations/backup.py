@@ -90,39 +90,33 @@ async def _write(operator: Operator, org: Document, hold: Document, file: IO[byt
     lifecycle = operator.lifecycle
 
     async def renew() -> None:
-        # The hold outlives a long backup only if renewed; LeaseLost stops the backup.
+        # The hold outlives a long backup only if renewed.
         await lifecycle.journal.advance(hold, lease_until=utcnow() + lifecycle.hold_lease)
+
+    async def copy(section: str, collection: str, query: Document,
+                   expected: int | None = None) -> None:
+        """A section of raw documents straight from the database, renewing the hold on
+        the way (LeaseLost stops the backup)."""
+        writer.section(section)
+        count = 0
+        async for raw in raw_documents(raw_collection(operator, collection), query):
+            writer.write_raw(raw)
+            count += 1
+            if count % BATCH == 0:
+                progress(section, count, expected)
+                if count % RENEW_EVERY == 0:
+                    await renew()
+        progress(section, count, count)
 
     writer.section("organization")
     writer.write({k: v for k, v in org.items() if k != "record_policies"})
-    writer.section("members")
-    count = 0
-    async for raw in raw_documents(raw_collection(operator, "members"),
-                                   {"organization_id": org_id}):
-        writer.write_raw(raw)
-        count += 1
-    progress("members", count, count)
+    await copy("members", "members", {"organization_id": org_id})
     writer.section("indexes")
     for spec in index_specs(await (await operator.db[collection].list_indexes()).to_list(None)):
         writer.write(spec)
     writer.section("policies")
     for kind, policy in sorted((org.get("record_policies") or {}).items()):
         writer.write({"kind": kind, "read": policy["read"], "write": policy["write"]})
-    writer.section("records")
-    count = 0
-    async for raw in raw_documents(raw_collection(operator, collection), {}):
-        writer.write_raw(raw)
-        count += 1
-        if count % BATCH == 0:
-            progress("records", count, records_expected)
-            if count % RENEW_EVERY == 0:
-                await renew()
-    progress("records", count, count)
-    writer.section("audit")
-    count = 0
-    async for raw in raw_documents(raw_collection(operator, "audit_log"),
-                                   {"organization_id": org_id}):
-        writer.write_raw(raw)
-        count += 1
-    progress("audit", count, count)
+    await copy("records", collection, {}, records_expected)
+    await copy("audit", "audit_log", {"organization_id": org_id})
     return writer.finish()

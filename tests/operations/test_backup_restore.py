@@ -40,6 +40,21 @@ async def backup(name: str, out: Path) -> Any:
     return await invoke_json("backup", name, "--out", str(out))
 
 
+async def backed_up(client: httpx.AsyncClient, tmp_path: Path) -> tuple[Seeded, Path]:
+    """The seeded organization Acme and a backup of it."""
+    seeded = await seed(client)
+    file = tmp_path / "acme.backup"
+    await backup("Acme", file)
+    return seeded, file
+
+
+async def tokens_dead_and_logins_work(client: httpx.AsyncClient, seeded: Seeded) -> None:
+    for old in seeded.old_tokens:
+        assert (await client.get("/admin/me", headers=old)).status_code == 401
+    await log_in_all(client, seeded)
+    assert (await invoke("check")).exit_code == 0
+
+
 async def delete(client: httpx.AsyncClient, seeded: Seeded, master: Any) -> None:
     response = await client.request("DELETE", "/org/delete", headers=seeded.org.auth,
                                     json={"organization_name": seeded.org.name})
@@ -79,21 +94,16 @@ async def test_round_trip_backup_delete_restore_brings_back_everything(
     assert [{k: v for k, v in m.items() if k != "token_version"} for m in after["members"]] \
         == [{k: v for k, v in m.items() if k not in ("token_version", "ended_sessions")}
             for m in before["members"]]
-    # Everyone logs in with the old password; tokens from before stay dead.
-    await log_in_all(http, seeded)
-    for old in seeded.old_tokens:
-        assert (await http.get("/admin/me", headers=old)).status_code == 401
     # Nothing of the operation is left over.
     assert not [n for n in await master.list_collection_names() if n.startswith("restore_")]
     assert await master["lifecycle_ops"].count_documents({}) == 0
-    assert (await invoke("check")).exit_code == 0
+    # Everyone logs in with the old password; tokens from before stay dead.
+    await tokens_dead_and_logins_work(http, seeded)
 
 
 async def test_a_backup_is_refused_when_one_byte_is_flipped_before_anything_is_written(
         client: httpx.AsyncClient, master: Any, tmp_path: Path) -> None:
-    seeded = await seed(client)
-    file = tmp_path / "acme.backup"
-    await backup("Acme", file)
+    _, file = await backed_up(client, tmp_path)
     data = bytearray(file.read_bytes())
     data[len(data) // 2] ^= 0x01
     damaged = tmp_path / "damaged.backup"
@@ -106,14 +116,11 @@ async def test_a_backup_is_refused_when_one_byte_is_flipped_before_anything_is_w
         assert result.exit_code == 1, result.output
         assert "damaged" in result.output, result.output
     assert await master_state(master) == before
-    assert seeded.org.id
 
 
 async def test_a_recompressed_file_with_a_changed_record_fails_its_checksum(
         client: httpx.AsyncClient, master: Any, tmp_path: Path) -> None:
-    await seed(client)
-    file = tmp_path / "acme.backup"
-    await backup("Acme", file)
+    _, file = await backed_up(client, tmp_path)
     plain = bytearray(zstandard.ZstdDecompressor().decompressobj().decompress(
         file.read_bytes()))
     at = plain.index(b"feedback 7")
@@ -155,9 +162,7 @@ async def test_unreadable_files_wrong_versions_and_unknown_names_are_clear_error
 
 async def test_plain_restore_refuses_while_the_organization_lives(
         client: httpx.AsyncClient, tmp_path: Path) -> None:
-    await seed(client)
-    file = tmp_path / "acme.backup"
-    await backup("Acme", file)
+    _, file = await backed_up(client, tmp_path)
     result = await invoke("restore", str(file))
     assert result.exit_code == 1
     assert "exists: --replace replaces it, --as NAME restores a copy" in result.output
@@ -165,9 +170,7 @@ async def test_plain_restore_refuses_while_the_organization_lives(
 
 async def test_restore_as_a_new_organization_refuses_conflicting_members_then_skips_them(
         client: httpx.AsyncClient, master: Any, tmp_path: Path) -> None:
-    seeded = await seed(client)
-    file = tmp_path / "acme.backup"
-    await backup("Acme", file)
+    seeded, file = await backed_up(client, tmp_path)
     before = await master_state(master)
 
     refused = await invoke("restore", str(file), "--as", "Acme Copy")
@@ -195,9 +198,7 @@ async def test_restore_as_a_new_organization_refuses_conflicting_members_then_sk
 
 async def test_restore_as_a_new_organization_gives_its_members_new_ids(
         http: httpx.AsyncClient, master: Any, tmp_path: Path) -> None:
-    seeded = await seed(http)
-    file = tmp_path / "acme.backup"
-    await backup("Acme", file)
+    seeded, file = await backed_up(http, tmp_path)
     await delete(http, seeded, master)
 
     copy = await invoke_json("restore", str(file), "--as", "Acme Two")
@@ -234,17 +235,12 @@ async def test_replace_puts_the_backup_back_over_the_live_organization(
     assert after["indexes"] == before["indexes"]
     assert {m["email"] for m in after["members"]} == {seeded.org.email, *seeded.members}
     assert after["organization"]["state"] == "active"
-    for old in seeded.old_tokens:
-        assert (await client.get("/admin/me", headers=old)).status_code == 401
-    await log_in_all(client, seeded)
-    assert (await invoke("check")).exit_code == 0
+    await tokens_dead_and_logins_work(client, seeded)
 
 
 async def test_replace_is_refused_unless_the_live_organization_is_the_backups(
         http: httpx.AsyncClient, master: Any, tmp_path: Path) -> None:
-    seeded = await seed(http)
-    file = tmp_path / "acme.backup"
-    await backup("Acme", file)
+    seeded, file = await backed_up(http, tmp_path)
     await delete(http, seeded, master)
     await seed(http)  # another Acme: the same name, another id
     before = await master_state(master)
@@ -261,9 +257,7 @@ async def test_replace_is_refused_unless_the_live_organization_is_the_backups(
 
 async def test_dry_run_says_what_would_be_written_and_writes_nothing(
         client: httpx.AsyncClient, master: Any, tmp_path: Path) -> None:
-    seeded = await seed(client)
-    file = tmp_path / "acme.backup"
-    await backup("Acme", file)
+    seeded, file = await backed_up(client, tmp_path)
     before = await master_state(master)
 
     result = await invoke("restore", str(file), "--as", "Acme Copy",

@@ -21,6 +21,7 @@ from org_service.embedded import URL_FILE, published_url
 from org_service.operations.archive import BackupFileError
 from org_service.operations.operator import Operator, OperatorError
 from org_service.operations.restore import Restorer, register
+from org_service.organizations.errors import LifecycleError
 
 T = TypeVar("T")
 # The driver's appname of the command line (the API's is "org_service"): tests aim
@@ -95,6 +96,11 @@ def run(work: Callable[[Operator], Awaitable[T]]) -> T:
         fail(f"the database at {mask_credentials(url)} did not answer: {exc}")
     except (OperatorError, BackupFileError) as exc:
         fail(str(exc))
+    except LifecycleError as exc:
+        # Another lifecycle operation got in the way (or took this one over): whatever this
+        # one had begun is undone or left to recovery by the journal, as for the API.
+        fail(f"the organization is busy with another lifecycle operation "
+             f"({type(exc).__name__}): try again in a moment")
 
 
 def fail(message: str) -> NoReturn:

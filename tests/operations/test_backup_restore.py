@@ -12,6 +12,7 @@ import bson
 import httpx
 import pytest
 import zstandard
+from bson import ObjectId
 
 from org_service.operations.archive import FORMAT, HEADER
 from tests.helpers import app_with, client_for
@@ -252,6 +253,23 @@ async def test_replace_is_refused_unless_the_live_organization_is_the_backups(
     plain = await invoke("restore", str(file))
     assert plain.exit_code == 1
     assert "is taken by another organization" in plain.output, plain.output
+    assert await master_state(master) == before
+
+
+async def test_plain_restore_of_an_organization_parked_in_its_window_names_restore_deleted(
+        http: httpx.AsyncClient, master: Any, tmp_path: Path) -> None:
+    seeded, file = await backed_up(http, tmp_path)
+    await delete(http, seeded, master)
+    # What the deletion restore window keeps of a deleted organization (issue 20).
+    await master["deleted_organizations"].insert_one({
+        "_id": ObjectId(seeded.org.id), "organization_name": "Acme", "slug": "acme",
+        "collection_name": "org_acme"})
+    before = await master_state(master)
+
+    result = await invoke("restore", str(file))
+
+    assert result.exit_code == 1
+    assert f"org-service restore-deleted {seeded.org.id}" in result.output, result.output
     assert await master_state(master) == before
 
 

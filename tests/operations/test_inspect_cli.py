@@ -107,3 +107,23 @@ async def test_check_finds_each_kind_of_finding_and_repair_fixes_only_the_journa
         "parked_without_organization"]
     assert await master["slug_claims"].find_one({"_id": "half_made"}) is None
     assert await master["org_ghost"].count_documents({}) == 1
+
+
+async def test_a_deleted_organization_is_listed_and_its_parked_collection_is_no_finding(
+        client: httpx.AsyncClient, master: Any) -> None:
+    # As the deletion restore window keeps one (issue 20): the document under the same id
+    # in deleted_organizations, the collection parked as parked_<id>.
+    gone, now = ObjectId(), utcnow()
+    await master["deleted_organizations"].insert_one({
+        "_id": gone, "organization_name": "Old Co", "slug": "old_co",
+        "collection_name": "org_old_co", "deleted_at": now,
+        "purge_after": now + timedelta(days=7)})
+    await master[f"parked_{gone}"].insert_many([{"kind": "x"}, {"kind": "y"}])
+
+    rows = await invoke_json("list")
+    checked = await invoke("check", "--json")
+
+    assert [(r["name"], r["collection"], r["records"], r["state"]) for r in rows] == [
+        ("Old Co", f"parked_{gone}", 2, "deleted")]
+    assert rows[0]["purge_after"] is not None
+    assert checked.exit_code == 0, checked.output

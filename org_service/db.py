@@ -33,7 +33,8 @@ def object_id(value: object) -> ObjectId | None:
 
 
 def create_client(url: str, settings: OperatorSettings,
-                  listeners: list[CommandListener] | None = None) -> AsyncMongoClient[Document]:
+                  listeners: list[CommandListener] | None = None, *,
+                  appname: str = "org_service") -> AsyncMongoClient[Document]:
     timeout = settings.MONGODB_TIMEOUT_MS
     return AsyncMongoClient(
         url,
@@ -44,7 +45,7 @@ def create_client(url: str, settings: OperatorSettings,
         serverSelectionTimeoutMS=timeout,
         connectTimeoutMS=timeout,
         socketTimeoutMS=timeout * 2,
-        appname="org_service",
+        appname=appname,
         event_listeners=listeners or [],
     )
 

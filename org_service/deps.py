@@ -40,7 +40,7 @@ from org_service.members.repository import MemberRepository
 from org_service.members.service import MemberService
 from org_service.organizations.lifecycle import DELETE, LifecycleManager
 from org_service.organizations.repository import OrganizationRepository
-from org_service.organizations.schemas import ACTIVE, RENAMING
+from org_service.organizations.schemas import ACTIVE, BUSY
 from org_service.organizations.service import DeleteTarget, OrganizationService
 from org_service.organizations.window import RestoreWindow
 from org_service.outbox.messages import Outbox
@@ -204,7 +204,7 @@ async def resolve_tenant(request: Request, services: Services,
     if session_has_ended(found.member, session_id):
         raise SessionEnded()
     organization = found.organization
-    if organization is not None and organization["state"] == RENAMING:
+    if organization is not None and organization["state"] in BUSY:
         raise TenantBusy(str(organization["_id"]))
     if organization is None or organization["state"] != ACTIVE:
         raise Unauthorized()

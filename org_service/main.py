@@ -47,6 +47,9 @@ from org_service.members import endpoints as member_endpoints
 from org_service.members.repository import MemberRepository
 from org_service.members.service import MemberService
 from org_service.observability import Metrics, ObservabilityMiddleware, configure_logging
+from org_service.operations.operator import Operator
+from org_service.operations.restore import Restorer
+from org_service.operations.restore import register as register_restore
 from org_service.organizations import endpoints as organization_endpoints
 from org_service.organizations.lifecycle import LifecycleManager
 from org_service.organizations.repository import (
@@ -96,6 +99,9 @@ def build_services(settings: Settings, mongo: Mongo,
                                     members=members, collections=collections)
     audit_repository = AuditRepository(
         mongo.master, retention_seconds=settings.AUDIT_RETENTION_DAYS * 24 * 3600)
+    # A restore (org-service restore) whose process died is finished or undone by the
+    # API's recovery like any other lifecycle operation.
+    register_restore(lifecycle, Restorer(Operator(settings, mongo.master, lifecycle)))
     outbox_repository = OutboxRepository(mongo.master)
     sender = OutboxSender(outbox_repository, transport_for(settings), settings)
     outbox = Outbox(outbox_repository, wake=sender.wake)

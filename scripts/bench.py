@@ -39,7 +39,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_overload import overload  # noqa: E402  (scripts/ is this script's folder)
+from bench_backup import backup_section  # noqa: E402  (scripts/ is this script's folder)
+from bench_overload import overload  # noqa: E402
 
 from org_service.embedded import EmbeddedMongo, die_with_parent, free_port  # noqa: E402
 from org_service.members.repository import MemberRepository  # noqa: E402
@@ -116,11 +117,15 @@ class Size:
     copy_sample: int = 5_000
     few_members: int = 10
     many_members: int = 5_000
+    # Issue 20: backup and restore of one organization, against its export.
+    backup_small_records: int = 10_000
+    backup_records: int = 100_000
 
 
 QUICK = Size(large_orgs=200, many_records=500, rename_records=1_000, cpu_rounds=2, cpu_requests=50,
              latency_rounds=2, latency_requests=30, health_requests=50, health_rounds=1,
-             rss_reads=200, flood_creators=16, flood_logins=3, many_members=500)
+             rss_reads=200, flood_creators=16, flood_logins=3, many_members=500,
+             backup_small_records=500, backup_records=2_000)
 
 
 def baseline_name(checkout: Path) -> str:
@@ -131,7 +136,7 @@ def baseline_name(checkout: Path) -> str:
 
 
 SECTIONS = ("cpu", "latency", "records", "members", "memory", "logins", "rename", "flood",
-            "overload")
+            "overload", "backup")
 
 
 @dataclass
@@ -466,6 +471,8 @@ class Bench:
                 "rename": self.rename,
                 "flood": self.during_create_flood,
                 "overload": lambda: overload(self, Server, self.db_cpu_seconds),
+                "backup": lambda: backup_section(self, seed_records, create_via_api,
+                                                 collection_for, slug_of, SEED_BATCH),
             }
             for name, section in sections.items():
                 if not self.only or name in self.only:

@@ -43,7 +43,11 @@ def test_quick_bench_measures_every_row_and_writes_the_report(mongo_url: str,
                     "CPU per request: record read by id vs the floor doing the same reads",
                     "CPU per request: an employee's record read vs the owner's",
                     "latency first page of the directory: 10 vs 500 members",
-                    "latency directory filtered by role: 10 vs 500 members"):
+                    "latency directory filtered by role: 10 vs 500 members",
+                    "backup of an org with 2,000 records vs GET /org/export",
+                    "restore of an org with 2,000 records (--as)",
+                    "peak memory of backup: 500 vs 2,000 records",
+                    "peak memory of restore: 500 vs 2,000 records"):
         assert measure in measures, measure
     # The overload rows need wrk (a native load generator); without it they say so.
     if shutil.which("wrk"):

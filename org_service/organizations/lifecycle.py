@@ -703,3 +703,16 @@ class LifecycleManager:
         if op["lease_until"] >= utcnow():
             return False
         return await self._detached(lambda: self.recover_one(op))
+
+    async def settled(self) -> None:
+        """Wait for the settling this process started (a command line exits only after)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    # The steps other journaled operations are built from (operations/restore.py).
+    begin = _begin
+    claim = _claim
+    fail = _fail
+    step = _step
+    renew = _renew
+    hold_and_mark = _hold_and_mark

@@ -190,7 +190,8 @@ class LifecycleJournal:
 
     async def forget_done(self, organization_id: ObjectId) -> None:
         """Drop a finished delete's record (kept to answer a repeated delete, which no token
-        can make any more once a purge or restore of the organization starts)."""
+        can make any more once a purge or restore of the organization starts, or a restore
+        from a backup gives the id a new life)."""
         await self.collection.delete_one({"organization_id": organization_id, "phase": "done"})
 
     async def finish(self, op: Document) -> None:

@@ -13,8 +13,11 @@ from org_service.naming import OrganizationName
 # moments of a journaled create, rename or delete (see lifecycle.py).
 ACTIVE = "active"
 CREATING, RENAMING, DELETING = "creating", "renaming", "deleting"
-# Back from the restore window, while its members and collection return (window.py).
+# An organization coming back: from the restore window while its members and collection
+# return (window.py), or being replaced by a backup (`org-service restore --replace`). Like
+# a rename, a moment, during which its tenant requests get 503 + Retry-After.
 RESTORING = "restoring"
+BUSY = (RENAMING, RESTORING)
 # States in which an organization can be looked up by name (a rename is brief and visible).
 VISIBLE = (ACTIVE, RENAMING)
 

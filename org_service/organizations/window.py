@@ -114,18 +114,23 @@ class RestoreWindow:
                 purged.append(done)
         return purged
 
-    async def purge(self, organization_id: ObjectId, now: datetime) -> Purged | None:
-        """Purge the organization if it is parked and due at `now`; None if it is not (any
+    async def purge(self, organization_id: ObjectId, now: datetime | None = None
+                    ) -> Purged | None:
+        """Purge the organization if it is parked and due at `now` (with no `now`: parked,
+        due or not, for a restore from a backup that replaces it); None if it is not (any
         more: restored or purged by someone else meanwhile)."""
         lifecycle = self.lifecycle
+        expect: Document = {"state": PARKED}
+        if now is not None:
+            expect["purge_after"] = {"$lte": now}
 
         async def run() -> Purged | None:
-            # Not patient: the sweep leaves an organization a restore holds to the next round.
-            op = await self._take_slot(PURGE, organization_id, patient=False)
+            # The sweep (not patient) leaves an organization a restore holds to the next
+            # round; an operator's purge waits for the delete to settle.
+            op = await self._take_slot(PURGE, organization_id, patient=now is None)
             try:
-                doc = await self.deleted.mark(
-                    organization_id, expect={"state": PARKED, "purge_after": {"$lte": now}},
-                    state=PURGING, op_id=op["_id"])
+                doc = await self.deleted.mark(organization_id, expect=expect, state=PURGING,
+                                              op_id=op["_id"])
                 if doc is None:
                     await lifecycle.journal.finish(op)
                     return None

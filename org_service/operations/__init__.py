@@ -1,0 +1,1 @@
+"""Operator work on whole organizations: backup files, restore, inspection (org-service)."""

@@ -709,7 +709,9 @@ class LifecycleManager:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
-    # The steps other journaled operations are built from (operations/restore.py).
+    # The steps other journaled operations are built from (window.py, operations/restore.py).
+    detached = _detached
+    quiet = _quiet
     begin = _begin
     claim = _claim
     fail = _fail

@@ -89,10 +89,10 @@ class RestoreWindow:
         """The organization's journal slot: the delete that parked it has settled (waited
         for), and its finished record, which answered repeats of the delete, is dropped
         (no token can repeat it now)."""
-        if not await self.lifecycle._quiet(organization_id, patient=patient):
+        if not await self.lifecycle.quiet(organization_id, patient=patient):
             raise Busy()
         await self.lifecycle.journal.forget_done(organization_id)
-        return await self.lifecycle._begin(kind, organization_id, patient=patient, **fields)
+        return await self.lifecycle.begin(kind, organization_id, patient=patient, **fields)
 
     # -- purge -----------------------------------------------------------------------------
 
@@ -136,10 +136,10 @@ class RestoreWindow:
                     return None
                 return await self._purge_forward(op, doc)
             except BaseException:
-                await lifecycle._fail(op, self._recover_purge)
+                await lifecycle.fail(op, self._recover_purge)
                 raise
 
-        return await lifecycle._detached(run)
+        return await lifecycle.detached(run)
 
     async def _purge_forward(self, op: Document, doc: Document | None) -> Purged:
         lifecycle, org_id = self.lifecycle, op["organization_id"]
@@ -154,10 +154,10 @@ class RestoreWindow:
                 members=await self.deleted.count_members(org_id),
                 audit_entries=await self.audit.collection.count_documents(
                     {"organization_id": org_id, "action": {"$ne": PURGE_ACTION}}))
-        await lifecycle._step("counted", op)
-        await lifecycle._renew(op)
+        await lifecycle.step("counted", op)
+        await lifecycle.renew(op)
         await lifecycle.collections.drop(op["parked"])
-        await lifecycle._step("dropped", op)
+        await lifecycle.step("dropped", op)
         await self.deleted.forget_members(org_id)
         await lifecycle.invitations.delete_of(org_id)
         await lifecycle.outbox.delete_of(org_id)
@@ -214,19 +214,19 @@ class RestoreWindow:
                     raise NotParked(organization_id, "it is being purged, or was purged or "
                                     "restored meanwhile")
                 await lifecycle.journal.advance(op, parked=doc["parked_collection"])
-                await lifecycle._step("journaled", op)
+                await lifecycle.step("journaled", op)
                 skipped = await self._claim(op, doc)
                 await lifecycle.journal.advance(op, phase=COLLECTION, skipped=skipped)
             except BaseException:
-                await lifecycle._fail(op, self._undo_restore)
+                await lifecycle.fail(op, self._undo_restore)
                 raise
             try:
                 return await self._restore_forward(op)
             except BaseException:
-                await lifecycle._fail(op, self._recover_restore)
+                await lifecycle.fail(op, self._recover_restore)
                 raise
 
-        return await lifecycle._detached(run)
+        return await lifecycle.detached(run)
 
     async def _claim(self, op: Document, doc: Document) -> list[str]:
         """Everything but the collection: the name, the organization (invisible), its
@@ -239,7 +239,7 @@ class RestoreWindow:
         if emails and not op["skip"]:
             raise EmailsTaken(emails)
         identity = OrganizationIdentity(op["to_name"], op["to_slug"], op["to_collection"])
-        await lifecycle._claim(identity, org_id)
+        await lifecycle.claim(identity, org_id)
         if not await lifecycle.owners.take(identity.collection, org_id, op["_id"]):
             raise CollectionTaken(identity.collection)
         if await lifecycle.collections.exists(identity.collection):
@@ -247,7 +247,7 @@ class RestoreWindow:
         if not await lifecycle.collections.exists(op["parked"]):
             raise Inconsistent(f"the parked collection {op['parked']} is missing")
         await lifecycle.journal.advance(op, phase=CLAIMED)
-        await lifecycle._step("claimed", op)
+        await lifecycle.step("claimed", op)
         org = {key: value for key, value in doc.items() if key not in WINDOW_FIELDS}
         org.update(organization_name=identity.name, slug=identity.slug,
                    collection_name=identity.collection, state=ORG_RESTORING,
@@ -270,11 +270,11 @@ class RestoreWindow:
 
     async def _restore_forward(self, op: Document) -> Restored:
         lifecycle, org_id, to = self.lifecycle, op["organization_id"], op["to_collection"]
-        await lifecycle._renew(op)
+        await lifecycle.renew(op)
         if not await lifecycle.collections.move(op["parked"], to) \
                 and not await lifecycle.collections.exists(to):
             raise Inconsistent(f"neither {op['parked']} nor {to} exists")
-        await lifecycle._step("moved", op)
+        await lifecycle.step("moved", op)
         await lifecycle.organizations.update(org_id, {"state": ACTIVE},
                                              expect={"state": ORG_RESTORING})
         await lifecycle.owners.let_go(to, org_id, op["_id"])

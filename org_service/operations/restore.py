@@ -41,6 +41,7 @@ from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure
 
+from org_service.audit.service import new_entry, single
 from org_service.db import Document, utcnow
 from org_service.models import email_key
 from org_service.naming import OrganizationIdentity
@@ -51,6 +52,7 @@ from org_service.organizations.errors import Busy, CollectionTaken, NameTaken, S
 from org_service.organizations.lifecycle import CLAIMED, LifecycleManager
 from org_service.organizations.repository import NAMESPACE_EXISTS
 from org_service.organizations.schemas import ACTIVE, RESTORING
+from org_service.organizations.window import operation_request
 
 # Not "restore": that is the restore window's own kind (organizations/window.py).
 RESTORE = "restore_backup"
@@ -218,7 +220,8 @@ class Restorer:
         try:
             op = await lifecycle.begin(
                 RESTORE, org_id, mode=plan.mode, name=plan.identity.name,
-                slug=plan.identity.slug, collection_name=plan.identity.collection)
+                slug=plan.identity.slug, collection_name=plan.identity.collection,
+                source_file=plan.path, backup_created_at=plan.manifest["created_at"])
         except Busy:
             raise OperatorError("the organization has a lifecycle operation in flight: try "
                                 "again in a moment") from None
@@ -442,6 +445,12 @@ class Restorer:
             await lifecycle.collections.move(records, collection)
         await self._copy(members, self.db["members"])
         await self._copy(audit, self.db[AUDIT_LOG])
+        # Written once (its id is the operation's), after the trail it joins.
+        await self.operator.window.audit.put(single(new_entry(
+            operation_request(op), "organization.restore", "success", at=utcnow(),
+            organization_id=org_id, target=op["name"], entry_id=op_id,
+            reason=(f"restored ({op['mode']}) from the backup {op['source_file']} "
+                    f"taken {op['backup_created_at']:%Y-%m-%dT%H:%M:%SZ}"))))
         await lifecycle.organizations.collection.replace_one(
             {"_id": org_id}, op["organization"], upsert=True)
         await self.db["members"].update_many({MARK: op_id}, {"$unset": {MARK: ""}})

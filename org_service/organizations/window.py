@@ -71,7 +71,7 @@ class Restored:
     skipped: list[str] = field(default_factory=list)
 
 
-def _operator(op: Document) -> RequestInfo:
+def operation_request(op: Document) -> RequestInfo:
     # No request: the entry's request id names the journal operation that wrote it.
     return RequestInfo(client_address=None, request_id=f"{op['kind']}:{op['_id']}")
 
@@ -166,7 +166,7 @@ class RestoreWindow:
         # like any entry: the last word on an organization nobody can reach any more.
         now = utcnow()
         await self.audit.put(single(new_entry(
-            _operator(op), PURGE_ACTION, "success", at=now, organization_id=org_id,
+            operation_request(op), PURGE_ACTION, "success", at=now, organization_id=org_id,
             admin_id=op.get("deleted_by"), target=op["name"], entry_id=op["_id"],
             reason=(f"deleted {op['deleted_at']:%Y-%m-%dT%H:%M:%SZ}, purged "
                     f"{now:%Y-%m-%dT%H:%M:%SZ} after its restore window: collection "
@@ -282,7 +282,7 @@ class RestoreWindow:
         count = sum(group["count"] for group in members)
         skipped = op.get("skipped") or []
         await self.audit.put(single(new_entry(
-            _operator(op), "organization.restore", "success", at=utcnow(),
+            operation_request(op), "organization.restore", "success", at=utcnow(),
             organization_id=org_id, target=op["to_name"], entry_id=op["_id"],
             reason=(f"restored from {op['parked']} as {to} with {count} members"
                     + (f"; left out (emails taken): {', '.join(skipped)}" if skipped

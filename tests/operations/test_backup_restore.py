@@ -68,10 +68,12 @@ async def test_round_trip_backup_delete_restore_brings_back_everything(
         settings: Any, master: Any, tmp_path: Path, window_days: int) -> None:
     async with app_with(settings, TENANT_REQUEST_TIMEOUT_MS=500,
                         DELETION_GRACE_DAYS=window_days) as app, client_for(app) as http:
-        await round_trip(http, master, tmp_path)
+        await round_trip(http, master, tmp_path, "organization.purge" if window_days
+                         else "organization.delete")
 
 
-async def round_trip(http: httpx.AsyncClient, master: Any, tmp_path: Path) -> None:
+async def round_trip(http: httpx.AsyncClient, master: Any, tmp_path: Path,
+                     extra_action: str) -> None:
     seeded = await seed(http)
     before = await snapshot(master, seeded.org.id)
     file = tmp_path / "acme.backup"
@@ -90,11 +92,13 @@ async def round_trip(http: httpx.AsyncClient, master: Any, tmp_path: Path) -> No
     after = await snapshot(master, seeded.org.id)
     assert after["records"] == before["records"]  # byte for byte
     assert after["indexes"] == before["indexes"]
-    # The trail as it was, plus one entry: the delete's own (dropped), or the purge's that
-    # made way for the file (parked; the purge took the delete's entry with it).
+    # The trail as it was, plus the restore's own entry and one more: the delete's
+    # (dropped), or the purge's that made way for the file (parked; the purge took the
+    # delete's entry with it).
     assert {k: v for k, v in after["audit"].items() if k in before["audit"]} == before["audit"]
-    assert set(after["audit"]) - set(before["audit"]) and len(after["audit"]) == len(
-        before["audit"]) + 1
+    added = sorted(bson.decode(after["audit"][k])["action"]
+                   for k in set(after["audit"]) - set(before["audit"]))
+    assert added == sorted(["organization.restore", extra_action])
     ignore = ("updated_at",)
     assert {k: v for k, v in after["organization"].items() if k not in ignore} == {
         k: v for k, v in before["organization"].items() if k not in ignore}
@@ -201,7 +205,7 @@ async def test_restore_as_a_new_organization_refuses_conflicting_members_then_sk
     assert restored["organization"]["record_policies"] == original["organization"][
         "record_policies"]
     assert restored["members"] == []
-    assert len(restored["audit"]) == len(original["audit"])
+    assert len(restored["audit"]) == len(original["audit"]) + 1  # and the restore's own
     assert not set(restored["audit"]) & set(original["audit"])  # new entries, new ids
 
 

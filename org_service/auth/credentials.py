@@ -86,6 +86,10 @@ class Credentials:
         overwritten by it. The email change's link holds the version after that write, so
         a later credential change kills it."""
         version = tenant.claims.version
+        if change.email is not None:
+            # Counted before anything is written: a 429 here changes nothing. Against the
+            # new address, whose inbox the link goes to.
+            await self.verification.throttle.request(change.email, change.client_address)
         if change.password_hash is not None:
             changed = await self.members.set_credentials(
                 tenant.member["_id"], token_version=version,
@@ -98,8 +102,7 @@ class Credentials:
             await self.sessions.end_member(tenant.member["_id"], CREDENTIALS)
         if change.email is None:
             return None
-        await self.verification.request_change(tenant.member, change.email, version=version,
-                                               client_address=change.client_address)
+        await self.verification.request_change(tenant.member, change.email, version=version)
         return change.email
 
     async def check_current_password(self, tenant: TenantContext, password: str,

@@ -143,11 +143,11 @@ class EmailVerificationService:
                              organization_id=member["organization_id"] if member else None)
         return ACCEPTED
 
-    async def request_change(self, member: Document, new_email: str, *, version: int,
-                             client_address: str | None) -> None:
+    async def request_change(self, member: Document, new_email: str, *, version: int
+                             ) -> None:
         """Queue the link that makes `new_email` the member's email (applied at token
-        `version`), and a notice to the current address. The email stays as it is."""
-        await self.throttle.request(new_email, client_address)
+        `version`), and a notice to the current address. The email stays as it is. (The
+        caller counted the request in `throttle` first.)"""
         previous = await self.links.get(member["_id"])
         await self._send({**member, "token_version": version}, previous, to=new_email,
                          change=True)

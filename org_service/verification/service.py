@@ -32,14 +32,15 @@ from org_service.audit.schemas import AuditOutcome
 from org_service.audit.service import AuditEvent, Auditor, RequestInfo
 from org_service.auth.throttle import VerificationThrottle
 from org_service.db import Document, utcnow
-from org_service.errors import Conflict, Gone, MemberSuspended, NotFound, TooManyRequests
-from org_service.links import new_token, token_hash
+from org_service.errors import Conflict, NotFound, TooManyRequests
+from org_service.links import new_token
 from org_service.members.repository import ACTIVE, MemberRepository
 from org_service.models import email_key, mask_email
-from org_service.outbox.messages import Guard, Message, Outbox
+from org_service.outbox.links import LinkMailer, count_request
+from org_service.outbox.messages import Message, Outbox
 from org_service.sessions.service import CREDENTIALS, SessionService
 from org_service.verification.mail import change_notice, verification_mail
-from org_service.verification.repository import COLLECTION, EmailVerificationRepository
+from org_service.verification.repository import EmailVerificationRepository
 from org_service.verification.schemas import (
     EmailVerified,
     VerificationAccepted,
@@ -49,9 +50,9 @@ from org_service.verification.schemas import (
 ACCEPTED = VerificationAccepted(detail=(
     "If this email belongs to an active account that is not verified yet, a new "
     "verification link is on its way. It works once and for a limited time."))
-# What the audit trail records of a request (the public resend's caller never learns it).
-QUEUED, SUPERSEDED, UNKNOWN_EMAIL, INACTIVE, VERIFIED = (
-    "queued", "superseded", "unknown_email", "inactive", "verified")
+# What the audit trail records of a request (besides outbox.links' QUEUED and
+# SUPERSEDED); the public resend's caller never learns it.
+UNKNOWN_EMAIL, INACTIVE, VERIFIED = "unknown_email", "inactive", "verified"
 
 
 def _dead_link() -> NotFound:
@@ -80,9 +81,9 @@ class EmailVerificationService:
         self.sessions = sessions
         self.outbox = outbox
         self.throttle = throttle
-        self.url_template = url_template
-        self.lifetime = timedelta(hours=hours)
         self.clock = clock
+        self.mailer = LinkMailer(links, outbox, url_template=url_template,
+                                 lifetime=timedelta(hours=hours), clock=lambda: self.clock())
 
     # -- sending links ---------------------------------------------------------------------
 
@@ -120,12 +121,7 @@ class EmailVerificationService:
         """POST /auth/verify-email/resend: the way back for a member who cannot log in
         (REQUIRE_VERIFIED_EMAIL). Always the same 202: only an active, unverified
         member's email gets a mail; the audit trail records which it was."""
-        try:
-            await self.throttle.request(email, auditor.info.client_address)
-        except TooManyRequests:
-            await auditor.record("email_verification.send", "throttled", target=email,
-                                 reason=TooManyRequests.code)
-            raise
+        await count_request(self.throttle, email, auditor, "email_verification.send")
         member = await self.members.get_by_email(email)
         reason = (UNKNOWN_EMAIL if member is None
                   else INACTIVE if member.get("state", ACTIVE) != ACTIVE
@@ -172,29 +168,12 @@ class EmailVerificationService:
 
     async def _queue(self, member: Document, previous: Document | None, token: str,
                      digest: str, *, to: str, change: bool) -> str:
-        now = self.clock()
-        doc: Document = {
-            "_id": member["_id"], "token_hash": digest,
-            "serial": (previous["serial"] if previous else 0) + 1,
-            "email": to, "change": change, "member_version": member["token_version"],
-            "requested_at": now, "expires_at": now + self.lifetime, "used_at": None,
-        }
-        subject, text, html = verification_mail(
-            url=self.url_template.format(token=token), expires_at=doc["expires_at"],
-            change=change)
-        guard = Guard(collection=COLLECTION, id=doc["_id"],
-                      fields={"token_hash": digest, "used_at": None},
-                      serial_field="serial", serial=doc["serial"], until=doc["expires_at"])
-        message = Message(to=to, subject=subject, text=text, html=html,
-                          kind="email_change" if change else "email_verification",
-                          organization_id=member["organization_id"], guard=guard)
-        await self.outbox.enqueue(message)
-        if not await self.links.replace(previous, doc):
-            # A concurrent request of this member wrote its link (and queued its mail).
-            await self.outbox.discard(message.id)
-            return SUPERSEDED
-        self.outbox.notify()
-        return QUEUED
+        doc = self.mailer.document(member, previous, digest, email=to, change=change)
+        mail = verification_mail(url=self.mailer.url(token), expires_at=doc["expires_at"],
+                                 change=change)
+        return await self.mailer.queue(
+            doc, previous, to=to, kind="email_change" if change else "email_verification",
+            organization_id=member["organization_id"], mail=mail)
 
     @staticmethod
     async def _audit_send(auditor: Auditor, member: Document, reason: str,
@@ -210,20 +189,12 @@ class EmailVerificationService:
         """Verify the email (or make the new one the email), or refuse with nothing
         changed. Dead links count against the client address (429 past the limit)."""
         address = info.client_address
-        await self.throttle.check(address)
-        now = self.clock()
-        link = await self.links.by_token_hash(token_hash(token))
-        member = await self.members.get(link["_id"]) if link is not None else None
-        if link is None or member is None or link["used_at"] is not None:
-            await self.throttle.failed(address)
-            raise _dead_link()
-        event.admin_id, event.organization_id = member["_id"], member["organization_id"]
+        link, member = await self.mailer.follow(
+            token, member_of=self.members.get, throttle=self.throttle,
+            client_address=address, event=event, dead=_dead_link,
+            expired="This verification link has expired: ask for a new one")
         event.target = link["email"]
-        if link["expires_at"] <= now:
-            await self.throttle.failed(address)
-            raise Gone("This verification link has expired: ask for a new one")
-        if member.get("state", ACTIVE) != ACTIVE:
-            raise MemberSuspended()
+        now = self.clock()
         if link["change"]:
             changed = await self._change(member, link, now)
         else:

@@ -27,6 +27,13 @@ NEW = "a-new-password"
 PER_REQUEST_HEADERS = {"x-request-id", "date"}
 
 
+def shown(response: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """What an answer shows the caller, but for what differs on every request."""
+    headers = sorted((k, v) for k, v in response.headers.items()
+                     if k not in PER_REQUEST_HEADERS)
+    return response.status_code, response.content, headers
+
+
 async def audit(master: Any, action: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = await master["audit_log"].find(
         {"action": action}).sort("_id", 1).to_list(None)
@@ -80,11 +87,6 @@ async def test_an_unknown_email_gets_the_same_answer_after_the_same_work(
 
     known = await request_reset(client, org.email)
     unknown = await request_reset(client, "nobody@example.com")
-
-    def shown(response: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]:
-        headers = sorted((k, v) for k, v in response.headers.items()
-                         if k not in PER_REQUEST_HEADERS)
-        return response.status_code, response.content, headers
 
     assert shown(known) == shown(unknown)
     assert known.status_code == 202

@@ -6,7 +6,6 @@ event the test controls before either writes), never left to timing."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -15,22 +14,22 @@ import pytest
 from bson import ObjectId
 
 from org_service.db import utcnow
-from tests.helpers import DEFAULT_PASSWORD, app_with, client_for, create_org, login, until
+from tests.helpers import DEFAULT_PASSWORD, app_with, client_for, create_org, login
 from tests.invitations.support import accept, invite, token_of
 from tests.members.support import member_login, team
 from tests.members.test_permission_matrix import snapshot
 from tests.recovery.support import queued_token
-from tests.verification.support import CHANGE, NOTICE, VERIFICATION, follow_link, verify
+from tests.recovery.test_password_reset import audit, shown
+from tests.verification.support import (
+    CHANGE,
+    NOTICE,
+    VERIFICATION,
+    HeldWrites,
+    follow_link,
+    verify,
+)
 
 NEW_EMAIL = "new.owner@acme.example.com"
-# Different for every request or every moment, so not part of "the same answer".
-PER_REQUEST_HEADERS = {"x-request-id", "date"}
-
-
-async def audit(master: Any, action: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = await master["audit_log"].find(
-        {"action": action}).sort("_id", 1).to_list(None)
-    return found
 
 
 async def change_email(client: httpx.AsyncClient, auth: dict[str, str], email: str
@@ -119,20 +118,9 @@ async def test_two_uses_of_one_link_at_once_verify_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     org = await create_org(client, "Acme")
     token = await queued_token(master, org.email, VERIFICATION)
-    members = services.member_repository
-    real, arrived, release = members.mark_verified, [], asyncio.Event()
-
-    async def held(*args: Any) -> Any:
-        arrived.append(args)
-        await release.wait()
-        return await real(*args)
-
-    monkeypatch.setattr(members, "mark_verified", held)
-    racing = [asyncio.create_task(verify(client, token)) for _ in range(2)]
     # Both read the link and the unverified member, and are at their write.
-    await until(lambda: len(arrived) == 2)
-    release.set()
-    answers = sorted(response.status_code for response in await asyncio.gather(*racing))
+    held = HeldWrites(monkeypatch, services.member_repository, "mark_verified")
+    answers = await held.race(client, token)
 
     assert answers == [200, 404]
     [member] = await master["members"].find({}).to_list(None)
@@ -223,19 +211,8 @@ async def test_two_confirms_of_one_email_change_at_once_change_it_once(
     org = await create_org(client, "Acme")
     await change_email(client, org.auth, NEW_EMAIL)
     token = await queued_token(master, NEW_EMAIL, CHANGE)
-    members = services.member_repository
-    real, arrived, release = members.set_credentials, [], asyncio.Event()
-
-    async def held(*args: Any, **kwargs: Any) -> Any:
-        arrived.append(kwargs)
-        await release.wait()
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(members, "set_credentials", held)
-    racing = [asyncio.create_task(verify(client, token)) for _ in range(2)]
-    await until(lambda: len(arrived) == 2)
-    release.set()
-    answers = sorted(response.status_code for response in await asyncio.gather(*racing))
+    held = HeldWrites(monkeypatch, services.member_repository, "set_credentials")
+    answers = await held.race(client, token)
 
     assert answers == [200, 404]
     [member] = await master["members"].find({}).to_list(None)
@@ -306,11 +283,6 @@ async def test_the_public_resend_answers_the_same_whatever_the_email(
     people = await team(client)
     owner, admin = people["owner"], people["admin"]
     await follow_link(client, master, admin.email)
-
-    def shown(response: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]:
-        headers = sorted((k, v) for k, v in response.headers.items()
-                         if k not in PER_REQUEST_HEADERS)
-        return response.status_code, response.content, headers
 
     answers = [await client.post("/auth/verify-email/resend", json={"email": email})
                for email in (owner.email, admin.email, "nobody@example.com")]

@@ -120,7 +120,8 @@ class EmailVerificationService:
     async def resend(self, email: str, auditor: Auditor) -> VerificationAccepted:
         """POST /auth/verify-email/resend: the way back for a member who cannot log in
         (REQUIRE_VERIFIED_EMAIL). Always the same 202: only an active, unverified
-        member's email gets a mail; the audit trail records which it was."""
+        member gets a mail (to the address an email change of theirs waits on, else to
+        their email); the audit trail records which it was."""
         await count_request(self.throttle, email, auditor, "email_verification.send")
         member = await self.members.get_by_email(email)
         reason = (UNKNOWN_EMAIL if member is None
@@ -132,8 +133,11 @@ class EmailVerificationService:
         previous = await self.links.get(member["_id"] if member and reason is None
                                         else ObjectId())
         if reason is None and member is not None:
-            reason = await self._queue(member, previous, token, digest, to=member["email"],
-                                       change=False)
+            # An email change waiting on its link is renewed, not replaced: a stranger
+            # who knows the old email must not be able to cancel it.
+            change = _live_change(previous, member)
+            to = previous["email"] if change and previous is not None else member["email"]
+            reason = await self._queue(member, previous, token, digest, to=to, change=change)
         await auditor.record("email_verification.send", "success", target=email,
                              reason=reason, admin_id=member["_id"] if member else None,
                              organization_id=member["organization_id"] if member else None)

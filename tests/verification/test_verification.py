@@ -183,6 +183,20 @@ async def test_a_resend_during_an_email_change_goes_to_the_new_address(
     assert await login(client, NEW_EMAIL, DEFAULT_PASSWORD)
 
 
+async def test_the_public_resend_renews_a_waiting_email_change_instead_of_cancelling_it(
+        client: httpx.AsyncClient, master: Any) -> None:
+    org = await create_org(client, "Acme")  # unverified
+    await change_email(client, org.auth, NEW_EMAIL)
+    first = await queued_token(master, NEW_EMAIL, CHANGE)
+
+    resent = await client.post("/auth/verify-email/resend", json={"email": org.email})
+
+    assert resent.status_code == 202
+    assert (await verify(client, first)).status_code == 404
+    assert (await follow_link(client, master, NEW_EMAIL, CHANGE)).status_code == 200
+    assert await login(client, NEW_EMAIL, DEFAULT_PASSWORD)
+
+
 async def test_a_new_email_taken_at_the_request_or_by_the_confirmation_is_409(
         client: httpx.AsyncClient, master: Any) -> None:
     people = await team(client)

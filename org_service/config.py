@@ -200,6 +200,18 @@ class OperatorSettings(BaseSettings):
     PASSWORD_RESET_MAX_PER_EMAIL: int = Field(default=5, ge=1)
     PASSWORD_RESET_MAX_PER_ADDRESS: int = Field(default=20, ge=1)
     PASSWORD_RESET_WINDOW_SECONDS: int = Field(default=3600, ge=1, le=24 * 3600)
+    # Email verification and change (org_service/verification). A verification link proves
+    # a mailbox, not a password, so it may live longer than a reset link: a new member
+    # reads their mail some time after being added.
+    EMAIL_VERIFICATION_HOURS: int = Field(default=48, ge=1, le=30 * 24)
+    # The front end's confirmation page; `{token}` becomes the token (in the fragment, kept
+    # out of servers' logs, as for resets). It posts the token to /auth/verify-email.
+    EMAIL_VERIFICATION_URL_TEMPLATE: str = Field(
+        default="http://127.0.0.1:8000/verify-email#token={token}", min_length=8,
+        max_length=2000)
+    # True: a member whose email is not verified cannot log in (/auth/login, /admin/login:
+    # 403 email_unverified). Members from before verification existed count as unverified.
+    REQUIRE_VERIFIED_EMAIL: bool = False
     # Unset: mail is not sent but written to the log, link included (development only).
     # `smtp://[user:pass@]host[:port][?starttls=true]`, or `smtps://` for TLS from the start.
     SMTP_URL: SecretStr | None = None
@@ -223,7 +235,8 @@ class OperatorSettings(BaseSettings):
     # SMTP conversation, or a slow delivery would be sent twice.
     OUTBOX_LEASE_SECONDS: float = Field(default=120, gt=0, le=3600)
 
-    @field_validator("INVITE_URL_TEMPLATE", "PASSWORD_RESET_URL_TEMPLATE")
+    @field_validator("INVITE_URL_TEMPLATE", "PASSWORD_RESET_URL_TEMPLATE",
+                     "EMAIL_VERIFICATION_URL_TEMPLATE")
     @classmethod
     def _template_takes_the_token(cls, value: str) -> str:
         if "{token}" not in value:

@@ -53,6 +53,7 @@ from org_service.roles import Permission, allows
 from org_service.security import PasswordHasher, TokenClaims, TokenCodec
 from org_service.sessions.service import SessionService, session_has_ended
 from org_service.tenancy import CollectionHints, Prefetched, TenantContext
+from org_service.verification.service import EmailVerificationService
 
 
 @dataclass(slots=True)
@@ -83,6 +84,7 @@ class Services:
     outbox_sender: OutboxSender
     password_resets: PasswordResetService
     window: RestoreWindow
+    email_verification: EmailVerificationService
 
 
 async def get_services(request: Request) -> Services:

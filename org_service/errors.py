@@ -172,6 +172,15 @@ class WrongLoginRoute(Forbidden):
         super().__init__("/admin/login is for owners and admins: log in at /auth/login")
 
 
+class EmailUnverified(Forbidden):
+    code = "email_unverified"
+
+    def __init__(self) -> None:
+        super().__init__("This account's email is not verified yet: follow the link mailed to "
+                         "it, or ask for a new one with POST /auth/verify-email/resend "
+                         '{"email": ...}')
+
+
 class PermissionDenied(Forbidden):
     code = "permission_denied"
 

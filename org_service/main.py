@@ -32,6 +32,7 @@ from org_service.auth.throttle import (
     InvitationThrottle,
     LoginThrottle,
     ResetThrottle,
+    VerificationThrottle,
 )
 from org_service.body_limit import JSONPayloadTooLarge
 from org_service.config import Settings, get_settings, settings_or_exit
@@ -74,6 +75,9 @@ from org_service.sessions import endpoints as session_endpoints
 from org_service.sessions.repository import SessionRepository
 from org_service.sessions.service import SessionService
 from org_service.tenancy import CollectionHints
+from org_service.verification import endpoints as verification_endpoints
+from org_service.verification.repository import EmailVerificationRepository
+from org_service.verification.service import EmailVerificationService
 
 log = logging.getLogger("org_service")
 
@@ -92,7 +96,15 @@ def build_services(settings: Settings, mongo: Mongo,
     keys = ServiceKeys.from_secret(settings.JWT_SECRET_KEY.get_secret_value())
     sessions = SessionService(SessionRepository(mongo.master), members, tokens,
                               keys.refresh_rotation, settings)
-    credentials = Credentials(members, hasher, sessions)
+    outbox_repository = OutboxRepository(mongo.master)
+    sender = OutboxSender(outbox_repository, transport_for(settings), settings)
+    outbox = Outbox(outbox_repository, wake=sender.wake)
+    verification = EmailVerificationService(
+        links=EmailVerificationRepository(mongo.master), members=members, sessions=sessions,
+        outbox=outbox, throttle=VerificationThrottle(login_failures, settings),
+        url_template=settings.EMAIL_VERIFICATION_URL_TEMPLATE,
+        hours=settings.EMAIL_VERIFICATION_HOURS)
+    credentials = Credentials(members, hasher, sessions, verification)
     # One signing key for every pagination cursor (records, audit).
     cursors = CursorCodec(keys.cursor)
     lifecycle = LifecycleManager.on(mongo.master, settings, organizations=organizations,
@@ -102,11 +114,9 @@ def build_services(settings: Settings, mongo: Mongo,
     # A restore (org-service restore) whose process died is finished or undone by the
     # API's recovery like any other lifecycle operation.
     register_restore(lifecycle, Restorer(Operator(settings, mongo.master, lifecycle)))
-    outbox_repository = OutboxRepository(mongo.master)
-    sender = OutboxSender(outbox_repository, transport_for(settings), settings)
-    outbox = Outbox(outbox_repository, wake=sender.wake)
     auth = AuthService(members=members, organizations=organizations, hasher=hasher,
-                       sessions=sessions, throttle=throttle)
+                       sessions=sessions, throttle=throttle,
+                       require_verified_email=settings.REQUIRE_VERIFIED_EMAIL)
     member_service = MemberService(members, hasher, credentials, cursors, sessions)
     return Services(
         settings=settings,
@@ -152,6 +162,7 @@ def build_services(settings: Settings, mongo: Mongo,
             throttle=ResetThrottle(login_failures, settings),
             url_template=settings.PASSWORD_RESET_URL_TEMPLATE,
             minutes=settings.PASSWORD_RESET_MINUTES),
+        email_verification=verification,
     )
 
 
@@ -171,6 +182,7 @@ async def prepare_database(services: Services) -> None:
     await services.invitations.invitations.ensure_indexes()
     await services.outbox.repository.ensure_indexes()
     await services.password_resets.resets.ensure_indexes()
+    await services.email_verification.links.ensure_indexes()
     # Organizations from before slug claims and collection owners existed get theirs
     # (idempotent).
     await services.lifecycle.adopt_unclaimed()
@@ -224,7 +236,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     member_endpoints.router, member_endpoints.me_router, session_endpoints.public_router,
     session_endpoints.router, record_endpoints.router, audit_endpoints.router,
     invitation_endpoints.router, invitation_endpoints.public_router,
-    recovery_endpoints.router, health.router)
+    recovery_endpoints.router, verification_endpoints.router,
+    verification_endpoints.me_router, health.router)
 
 # Always answered, however loaded the process: an orchestrator must see it alive.
 EXEMPT_FROM_ADMISSION = frozenset({"/health", "/ready", "/metrics"})
@@ -266,8 +279,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.wait_for(recovered.wait(), settings.MONGODB_TIMEOUT_MS / 1000)
         if settings.OUTBOX_SENDER_ENABLED:
             if settings.smtp_target is None:
-                log.warning("SMTP_URL is not set: mail (invitation and password reset links "
-                            "included) is written to the log, not sent (development only)")
+                log.warning("SMTP_URL is not set: mail (invitation, password reset and "
+                            "verification links included) is written to the log, not sent "
+                            "(development only)")
             services.outbox_sender.start()
         try:
             yield

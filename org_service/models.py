@@ -22,3 +22,9 @@ Email = Annotated[EmailStr, StringConstraints(max_length=254)]
 def email_key(email: str) -> str:
     """Emails are unique case-insensitively: this is the form the unique index holds."""
     return email.strip().casefold()
+
+
+def mask_email(email: str) -> str:
+    """j***@example.com: enough for its owner to recognise, not for others to learn."""
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}***@{domain}"

@@ -634,6 +634,42 @@ recovery = {"name": "Recovery", "item": [
 ]}
 
 
+CHANGED_A = "changed-a-{{run_id}}@example.com"
+# Stops at "email queued" too (the suite follows the links it reads from the outbox:
+# tests/verification, and the mass-assignment walk).
+verification = {"name": "Email verification", "item": [
+    req("Ask for a new verification link (202, email queued)", "POST", "/me/email/verify",
+        auth="access_token", tests=status(202) + [
+        'pm.test("the link went to my email", () =>',
+        '  pm.expect(pm.response.json().email).to.eql(pm.collectionVariables.get("org_a_email")));']),
+    req("Ask for a new link by email (202, email queued)", "POST", "/auth/verify-email/resend",
+        body={"email": A_EMAIL}, tests=status(202) + [
+        'pm.collectionVariables.set("verify_answer", pm.response.text());']),
+    req("Ask for an unknown email → the same 202", "POST", "/auth/verify-email/resend",
+        body={"email": "nobody-{{run_id}}@example.com"}, tests=status(202) + [
+        'pm.test("byte for byte the same body as for a real account", () =>',
+        '  pm.expect(pm.response.text()).to.eql(pm.collectionVariables.get("verify_answer")));']),
+    req("Verify with a link that leads nowhere → 404", "POST", "/auth/verify-email",
+        body={"token": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+        tests=error(404, "not_found")),
+    req("Verify with a malformed token → 422", "POST", "/auth/verify-email",
+        body={"token": "short"}, tests=error(422, "validation_error")),
+    req("Change my email to a taken one → 409", "PATCH", "/me", auth="access_token",
+        body={"email": B_EMAIL, "current_password": PW}, tests=error(409, "conflict")),
+    req("Change my email (200, it waits for the new address's link)", "PATCH", "/me",
+        auth="access_token", body={"email": CHANGED_A, "current_password": PW},
+        tests=status(200) + [
+        'const body = pm.response.json();',
+        'pm.test("the email stays until the new address confirms", () => {',
+        '  pm.expect(body.email).to.eql(pm.collectionVariables.get("org_a_email"));',
+        '  pm.expect(body.pending_email).to.eql("changed-a-" + pm.collectionVariables.get("run_id") + "@example.com");',
+        '});']),
+    req("The old email still logs in", "POST", "/auth/login",
+        body={"email": A_EMAIL, "password": PW}, tests=status(200)),
+    req("The new email does not, yet → 401", "POST", "/auth/login",
+        body={"email": CHANGED_A, "password": PW}, tests=error(401, "unauthorized")),
+]}
+
 IDEMPOTENCY_KEY = "postman-b-{{run_id}}"
 idempotent_replays = [
     req("Create B again with the same Idempotency-Key → the first 201", "POST", "/org/create",
@@ -681,6 +717,7 @@ def documents(idempotency: bool) -> dict[str, str]:
             "schema": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json",
         },
         "item": [health, organizations, auth, records, audit, members, invitations, recovery,
+                 verification,
                  sessions, lifecycle],
         "event": [
             {"listen": "prerequest", "script": js(
@@ -703,7 +740,7 @@ def documents(idempotency: bool) -> dict[str, str]:
                       "salary_id", "invitation_id", "invitation_token", "invitee_token",
                       "second_invitation_id", "session_access", "session_refresh",
                       "spent_refresh", "other_access", "other_session_id",
-                      "reset_answer")],
+                      "reset_answer", "verify_answer")],
     }
 
     env = {

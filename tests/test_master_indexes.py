@@ -65,6 +65,12 @@ def expected_indexes(settings: Any) -> dict[str, dict[str, dict[str, Any]]]:
             # Kept a week past expiry (an expired link answers 410), then swept.
             "expiry": {"key": [("expires_at", 1)], "expireAfterSeconds": 7 * 24 * 3600},
         },
+        # The same store of member links (org_service/links.py MemberLinks).
+        "email_verifications": {
+            **ID,
+            "token_hash": {"key": [("token_hash", 1)], "unique": True},
+            "expiry": {"key": [("expires_at", 1)], "expireAfterSeconds": 7 * 24 * 3600},
+        },
     }
 
 

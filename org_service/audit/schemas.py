@@ -35,6 +35,12 @@ AuditAction = Literal[
     # reason: queued, superseded, unknown_email or inactive (never shown to the caller)
     "password_reset.request",
     "password_reset.complete",
+    # reason: queued, superseded, unknown_email, inactive or verified (the public resend's
+    # reason is never shown to the caller)
+    "email_verification.send",
+    "email_verification.confirm",
+    "email_change.request",
+    "email_change.confirm",
 ]
 # denied: refused by an authorization rule (a cross-tenant attempt); failure: anything else.
 AuditOutcome = Literal["success", "failure", "denied", "throttled"]

@@ -41,6 +41,8 @@ COLLAPSIBLE: frozenset[tuple[AuditAction, AuditOutcome]] = frozenset({
     ("invitation.accept", "failure"),
     ("password_reset.request", "throttled"),
     ("password_reset.complete", "failure"),
+    ("email_verification.send", "throttled"),
+    ("email_verification.confirm", "failure"),
 })
 
 

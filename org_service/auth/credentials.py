@@ -1,20 +1,21 @@
 """Changing a member's own email or password, wherever it is asked (the organization update
 of the seed, `PATCH /me`): held to a recent login or the current password, hashed before
-anything changes, and written by compare-and-set on the token's version."""
+anything changes, and written by compare-and-set on the token's version. A new email is
+not written here: it waits for the link mailed to it (org_service/verification)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
 
-from pymongo.errors import DuplicateKeyError
-
 from org_service.auth.throttle import LoginThrottle
 from org_service.errors import Conflict, InvalidCurrentPassword, StepUpRequired, Unauthorized
 from org_service.members.repository import MemberRepository
+from org_service.models import email_key
 from org_service.security import HashingBusy, PasswordHasher
 from org_service.sessions.service import CREDENTIALS, SessionService
 from org_service.tenancy import TenantContext
+from org_service.verification.service import EmailVerificationService
 
 
 def email_taken() -> Conflict:
@@ -35,8 +36,9 @@ class StepUp:
 class CredentialChange:
     """A checked change, ready to write (nothing written yet)."""
 
-    email: str | None
+    email: str | None  # the new email, to confirm by its link (None: no change)
     password_hash: str | None
+    client_address: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -45,10 +47,11 @@ class CredentialChange:
 
 class Credentials:
     def __init__(self, members: MemberRepository, hasher: PasswordHasher,
-                 sessions: SessionService) -> None:
+                 sessions: SessionService, verification: EmailVerificationService) -> None:
         self.members = members
         self.hasher = hasher
         self.sessions = sessions
+        self.verification = verification
 
     async def prepare(self, tenant: TenantContext, *, email: str | None, password: str | None,
                       current_password: str | None, step_up: StepUp,
@@ -64,28 +67,43 @@ class Credentials:
         elif changing and not tenant.claims.authenticated_within(step_up.max_age):
             raise StepUpRequired(int(step_up.max_age.total_seconds()))
         password_hash = await self.hasher.hash(password) if password else None
+        if email is not None and email_key(email) == email_key(tenant.member["email"]):
+            email = None  # the email it has: nothing to confirm
         if email is not None:
+            # Checked now (409 at once) and again, by the unique index, when the link is
+            # followed: the address may be taken in between.
             holder = await self.members.get_by_email(email)
-            if holder is not None and holder["_id"] != tenant.member["_id"]:
+            if holder is not None:
                 raise email_taken()
-        return CredentialChange(email, password_hash)
+        return CredentialChange(email, password_hash, step_up.client_address)
 
-    async def apply(self, tenant: TenantContext, change: CredentialChange) -> None:
-        """Write it. Compare-and-set on the token's version: a credential change that ran
-        while this one hashed has revoked this token, and must not be overwritten by it."""
-        if change.empty:
-            return
-        try:
+    async def apply(self, tenant: TenantContext, change: CredentialChange) -> str | None:
+        """Write the password, and ask the new email (if any) to confirm by a link; the
+        address the email change now waits on (None: no email change).
+
+        The password is written by compare-and-set on the token's version: a credential
+        change that ran while this one hashed has revoked this token, and must not be
+        overwritten by it. The email change's link holds the version after that write, so
+        a later credential change kills it."""
+        version = tenant.claims.version
+        if change.email is not None:
+            # Counted before anything is written: a 429 here changes nothing. Against the
+            # new address, whose inbox the link goes to.
+            await self.verification.throttle.request(change.email, change.client_address)
+        if change.password_hash is not None:
             changed = await self.members.set_credentials(
-                tenant.member["_id"], token_version=tenant.claims.version,
-                email=change.email, password_hash=change.password_hash)
-        except DuplicateKeyError:
-            raise email_taken() from None
-        if changed is None:
-            raise Unauthorized("This token was revoked by another credential change "
-                               "meanwhile; log in again")
-        # The version moved, which already ends every session; this marks them ended.
-        await self.sessions.end_member(tenant.member["_id"], CREDENTIALS)
+                tenant.member["_id"], token_version=version,
+                password_hash=change.password_hash)
+            if changed is None:
+                raise Unauthorized("This token was revoked by another credential change "
+                                   "meanwhile; log in again")
+            version = changed["token_version"]
+            # The version moved, which already ends every session; this marks them ended.
+            await self.sessions.end_member(tenant.member["_id"], CREDENTIALS)
+        if change.email is None:
+            return None
+        await self.verification.request_change(tenant.member, change.email, version=version)
+        return change.email
 
     async def check_current_password(self, tenant: TenantContext, password: str,
                                      step_up: StepUp) -> None:

@@ -6,6 +6,7 @@ from org_service.auth.schemas import AdminPublic, LoginRequest, LoginResponse, M
 from org_service.auth.service import AuthService
 from org_service.deps import CurrentAuditor, CurrentTenant, ServicesDep
 from org_service.errors import (
+    EmailUnverified,
     Forbidden,
     MemberSuspended,
     TooManyRequests,
@@ -21,7 +22,8 @@ member_router = APIRouter(prefix="/auth", tags=["Member auth"], route_class=Stri
 
 
 @router.post("/login", response_model=LoginResponse,
-             responses=responses(Unauthorized, WrongLoginRoute, TooManyRequests))
+             responses=responses(Unauthorized, WrongLoginRoute, EmailUnverified,
+                                 TooManyRequests))
 async def login(body: LoginRequest, services: ServicesDep, auditor: CurrentAuditor
                 ) -> LoginResponse:
     """Exchange an owner's or admin's email and password for a bearer token (other members:
@@ -33,12 +35,14 @@ async def login(body: LoginRequest, services: ServicesDep, auditor: CurrentAudit
 
 
 @member_router.post("/login", response_model=MemberLoginResponse,
-                    responses=responses(Unauthorized, MemberSuspended, TooManyRequests))
+                    responses=responses(Unauthorized, MemberSuspended, EmailUnverified,
+                                        TooManyRequests))
 async def member_login(body: LoginRequest, services: ServicesDep, auditor: CurrentAuditor
                        ) -> MemberLoginResponse:
     """Every member (owner, admin, manager, employee) logs in here and gets the same token
     as /admin/login gives. Throttled as /admin/login; a suspended member gets 403
-    `member_suspended`."""
+    `member_suspended`; with REQUIRE_VERIFIED_EMAIL, an unverified email 403
+    `email_unverified`."""
     return await services.auth.member_login(body.email, body.password, auditor)
 
 

@@ -10,6 +10,7 @@ from org_service.auth.schemas import AdminPublic, LoginResponse, MemberLoginResp
 from org_service.auth.throttle import LoginThrottle
 from org_service.db import Document
 from org_service.errors import (
+    EmailUnverified,
     MemberSuspended,
     TenantBusy,
     TooManyRequests,
@@ -28,13 +29,14 @@ INVALID_LOGIN = "Invalid email or password"
 
 class AuthService:
     def __init__(self, *, members: MemberRepository, organizations: OrganizationRepository,
-                 hasher: PasswordHasher, sessions: SessionService, throttle: LoginThrottle
-                 ) -> None:
+                 hasher: PasswordHasher, sessions: SessionService, throttle: LoginThrottle,
+                 require_verified_email: bool = False) -> None:
         self.members = members
         self.organizations = organizations
         self.hasher = hasher
         self.sessions = sessions
         self.throttle = throttle
+        self.require_verified_email = require_verified_email
 
     async def login(self, email: str, password: str, auditor: Auditor,
                     roles: Collection[str] | None = None
@@ -70,11 +72,15 @@ class AuthService:
                 organization_id=member["organization_id"] if member else None)
             raise Unauthorized(INVALID_LOGIN)
         await self.throttle.succeeded(keys)
-        refusal: MemberSuspended | WrongLoginRoute | None = None
+        refusal: MemberSuspended | WrongLoginRoute | EmailUnverified | None = None
         if member.get("state", ACTIVE) != ACTIVE:
             refusal = MemberSuspended()
         elif roles is not None and member["role"] not in roles:
             refusal = WrongLoginRoute()
+        elif self.require_verified_email and member.get("verified_at") is None:
+            # Checked after the password, as the rest: only the account's holder learns it.
+            # A missing `verified_at` (a member from before verification) is unverified.
+            refusal = EmailUnverified()
         if refusal is not None:
             await auditor.record("admin.login", "denied", target=email, reason=refusal.code,
                                  admin_id=member["_id"], organization_id=org["_id"])

@@ -227,26 +227,31 @@ class InvitationThrottle(AddressThrottle):
         await self.count(client_address)
 
 
-class ResetThrottle:
-    """Password reset requests, counted whatever they find, per client address (`reset`)
-    and per email from anywhere (`reset_email`); reset links that lead nowhere count
-    against the address too. Both counters record whom they count as the login counters
-    do, so `org-service throttle clear --address/--email` clears them with the rest."""
+class LinkThrottle:
+    """Requests for an emailed link, counted whatever they find, per client address and
+    per email from anywhere; links that lead nowhere count against the address too. Both
+    counters record whom they count as the login counters do, so `org-service throttle
+    clear --address/--email` clears them with the rest. Each kind of link has counters of
+    its own (`address_kind`, `email_kind`), with the limits of password resets."""
+
+    address_kind: str
+    email_kind: str
+    refusal: str
 
     def __init__(self, repository: LoginFailureRepository, settings: OperatorSettings) -> None:
         self.counter = AttemptCounter(
             repository, window_seconds=settings.PASSWORD_RESET_WINDOW_SECONDS,
-            refusal="Too many password reset requests; retry later",
-            limits={"reset": Limit(settings.PASSWORD_RESET_MAX_PER_ADDRESS),
-                    "reset_email": Limit(settings.PASSWORD_RESET_MAX_PER_EMAIL)})
+            refusal=self.refusal,
+            limits={self.address_kind: Limit(settings.PASSWORD_RESET_MAX_PER_ADDRESS),
+                    self.email_kind: Limit(settings.PASSWORD_RESET_MAX_PER_EMAIL)})
 
-    @staticmethod
-    def address_key(client_address: str | None) -> str:
-        return _key("reset", client_address or "unknown")
+    @classmethod
+    def address_key(cls, client_address: str | None) -> str:
+        return _key(cls.address_kind, client_address or "unknown")
 
-    @staticmethod
-    def account_key(email: str) -> str:
-        return _key("reset_email", email_key(email))
+    @classmethod
+    def account_key(cls, email: str) -> str:
+        return _key(cls.email_kind, email_key(email))
 
     async def request(self, email: str, client_address: str | None) -> None:
         """Count a request of this email from this address (429 past either limit)."""
@@ -263,9 +268,24 @@ class ResetThrottle:
         await self.counter.check([self.address_key(client_address)])
 
     async def failed(self, client_address: str | None) -> None:
-        """A reset link that led nowhere (429 when it was one too many)."""
+        """A link that led nowhere (429 when it was one too many)."""
         key = self.address_key(client_address)
         await self.counter.reserve([key], {key: {"address": client_address or "unknown"}})
+
+
+class ResetThrottle(LinkThrottle):
+    """Password reset requests (`reset`, `reset_email`) and dead reset links."""
+
+    address_kind, email_kind = "reset", "reset_email"
+    refusal = "Too many password reset requests; retry later"
+
+
+class VerificationThrottle(LinkThrottle):
+    """Requests for an email verification link (`verify`, `verify_email`: the public
+    resend and the member's own) and dead verification links."""
+
+    address_kind, email_kind = "verify", "verify_email"
+    refusal = "Too many email verification requests or invalid links; retry later"
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +293,8 @@ class ThrottleEntry:
     """One live counter, as an operator sees it."""
 
     # pair (an email from an address), address, email (from anywhere), create, invite,
-    # reset (reset requests and dead reset links of an address), reset_email
+    # reset (reset requests and dead reset links of an address), reset_email, verify and
+    # verify_email (the same for email verification links)
     kind: str
     address: str | None
     email_key: str | None  # the email's hashed key: emails are not kept in clear
@@ -294,20 +315,24 @@ class ThrottleAdmin:
         self.limits = {**LoginThrottle(repository, settings).counter.limits,
                        **CreateThrottle(repository, settings).counter.limits,
                        **InvitationThrottle(repository, settings).counter.limits,
-                       **ResetThrottle(repository, settings).counter.limits}
+                       **ResetThrottle(repository, settings).counter.limits,
+                       **VerificationThrottle(repository, settings).counter.limits}
 
     async def clear(self, *, address: str | None = None, email: str | None = None) -> int:
         """Forget every live counter about this client address (its failed logins, for any
-        email, its creates, its invalid invitation links and its reset requests) and/or
-        this email (from any address: its failed logins and reset requests); how many."""
+        email, its creates, its invalid invitation links, its reset and verification
+        requests) and/or this email (from any address: its failed logins, its reset and
+        verification requests); how many."""
         keys: list[str] = []
         account = None
         if address is not None:
             keys += [_key("address", address), CreateThrottle.key(address),
-                     InvitationThrottle.key(address), ResetThrottle.address_key(address)]
+                     InvitationThrottle.key(address), ResetThrottle.address_key(address),
+                     VerificationThrottle.address_key(address)]
         if email is not None:
             account = _key("email", email_key(email))
-            keys += [account, ResetThrottle.account_key(email)]
+            keys += [account, ResetThrottle.account_key(email),
+                     VerificationThrottle.account_key(email)]
         if address is not None and email is not None:
             # Counters from before they recorded whom they count: only their keys match.
             keys.append(LoginThrottle.keys(email, address).pair)

@@ -44,7 +44,7 @@ from org_service.invitations.schemas import (
 from org_service.links import new_token, token_hash
 from org_service.members.repository import ACTIVE, MemberRepository
 from org_service.members.service import MemberService
-from org_service.models import email_key
+from org_service.models import email_key, mask_email
 from org_service.organizations.repository import OrganizationRepository
 from org_service.organizations.schemas import RENAMING, VISIBLE
 from org_service.outbox.messages import Guard, Message, Outbox
@@ -55,12 +55,6 @@ from org_service.tenancy import TenantContext
 
 NEWEST_FIRST = SortOrder(("_id",), direction=-1)
 MANAGER_GONE = "manager_gone"
-
-
-def mask_email(email: str) -> str:
-    """j***@example.com: enough for the invited person to recognise, not to learn."""
-    local, _, domain = email.rpartition("@")
-    return f"{local[:1]}***@{domain}"
 
 
 def expired(invitation: Document, now: datetime) -> bool:
@@ -239,7 +233,9 @@ class InvitationService:
             member = await self.members.insert(
                 email=invitation["email"], password_hash=password_hash,
                 organization_id=org["_id"], role=invitation["role"], name=data.name,
-                manager_id=manager_id, invitation_id=invitation["_id"])
+                manager_id=manager_id, invitation_id=invitation["_id"],
+                # The link reached this address: that is the proof a verification asks.
+                verified_at=self.clock())
         except DuplicateKeyError:
             existing = await self.members.get_by_email(invitation["email"])
             if existing is None:  # created and removed again meanwhile

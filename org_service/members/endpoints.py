@@ -31,6 +31,7 @@ from org_service.members.schemas import (
     MemberState,
     MemberUpdate,
     MeUpdate,
+    MeView,
     OwnershipTransfer,
     ReportList,
     RoleName,
@@ -38,6 +39,7 @@ from org_service.members.schemas import (
 )
 from org_service.strict_json import StrictJSONRoute
 from org_service.tenancy import TenantContext
+from org_service.verification.endpoints import record_email_change
 
 # Every route here sits behind the tenant context, so each may answer 401 or 403.
 router = APIRouter(prefix="/org", tags=["Members"], route_class=StrictJSONRoute,
@@ -79,6 +81,7 @@ async def add_member(body: MemberCreate, tenant: MemberManager, services: Servic
     async with auditor.action("member.create", _event(tenant, str(body.email))) as event:
         created = await services.members.create(tenant, body)
         event.target = f"{created.id} {created.email} ({created.role})"
+    await services.email_verification.first_link(created.email, auditor)
     return created
 
 
@@ -156,19 +159,26 @@ async def transfer_ownership(body: OwnershipTransfer, tenant: OwnershipHolder,
     return new_owner
 
 
-@me_router.get("/me", response_model=MemberPublic)
-async def get_me(tenant: CurrentTenant) -> MemberPublic:
-    """The calling member."""
-    return member_public(tenant.member)
+@me_router.get("/me", response_model=MeView)
+async def get_me(tenant: CurrentTenant, services: ServicesDep) -> MeView:
+    """The calling member, with the address an email change of theirs waits on."""
+    pending = await services.email_verification.pending_email(tenant.member)
+    return MeView(**member_public(tenant.member).model_dump(), pending_email=pending)
 
 
-@me_router.patch("/me", response_model=MemberPublic,
+@me_router.patch("/me", response_model=MeView,
                  responses=responses(Conflict, StepUpRequired,
                                      TooManyRequests))
 async def update_me(body: MeUpdate, tenant: CurrentTenant, services: ServicesDep,
-                    auditor: CurrentAuditor, step_up: StepUpDep) -> MemberPublic:
+                    auditor: CurrentAuditor, step_up: StepUpDep) -> MeView:
     """Change your own name or title; your email or password only with `current_password`
     (else 401 `insufficient_user_authentication`; wrong: 403 `invalid_current_password`,
-    counted as a failed login). A credential change ends every earlier token."""
+    counted as a failed login). A password change ends every earlier token. A new email
+    must be free (409) and takes effect only once the link mailed to it is followed
+    (`pending_email` until then; the old address gets a notice and stays the login)."""
     async with auditor.action("member.self_update", _event(tenant, tenant.member_id)):
-        return await services.members.update_me(tenant, body, step_up)
+        me = await services.members.update_me(tenant, body, step_up)
+    if body.email is not None and me.pending_email is not None and (
+            me.pending_email == str(body.email)):
+        await record_email_change(auditor, tenant, me.pending_email)
+    return me

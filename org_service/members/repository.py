@@ -63,7 +63,8 @@ class MemberRepository:
                      manager_id: ObjectId | None = None, title: str | None = None,
                      department: str | None = None, attributes: Document | None = None,
                      member_id: ObjectId | None = None,
-                     invitation_id: ObjectId | None = None) -> Document:
+                     invitation_id: ObjectId | None = None,
+                     verified_at: datetime | None = None) -> Document:
         now = utcnow()
         doc: Document = {
             "_id": member_id or ObjectId(),
@@ -84,6 +85,9 @@ class MemberRepository:
             "created_at": now,
             "updated_at": now,
             "last_login_at": None,
+            # When the email was proven (a verification link, an accepted invitation);
+            # None until then. Absent on members from before verification: unverified too.
+            "verified_at": verified_at,
         }
         if invitation_id is not None:
             # Whose acceptance made it: a retried or concurrent accept recognises its member.
@@ -202,14 +206,16 @@ class MemberRepository:
                                               sort=[("_id", 1)])
 
     async def set_credentials(self, member_id: ObjectId, *, token_version: int,
-                              email: str | None = None, password_hash: str | None = None
-                              ) -> Document | None:
+                              email: str | None = None, password_hash: str | None = None,
+                              verified_at: datetime | None = None) -> Document | None:
         """Change the credentials of the member still at `token_version` (the version of the
-        token that asked); None when another change revoked that token meanwhile."""
+        token or link that asked); None when another change revoked it meanwhile. An email
+        is only ever set with the time it was verified (its link was just followed)."""
         changes: Document = {"updated_at": utcnow()}
         if email is not None:
             changes["email"] = email
             changes["email_key"] = email_key(email)
+            changes["verified_at"] = verified_at
         if password_hash is not None:
             changes["password_hash"] = password_hash
         return await self.collection.find_one_and_update(
@@ -217,6 +223,16 @@ class MemberRepository:
             {"$set": changes, "$inc": {"token_version": 1}},
             return_document=ReturnDocument.AFTER,
         )
+
+    async def mark_verified(self, member_id: ObjectId, email: str, now: datetime
+                            ) -> Document | None:
+        """Verify the member's email if it is still `email` and not verified yet
+        (compare-and-set: of two uses of one link, one finds it verified); None otherwise.
+        A missing `verified_at` (a member from before verification) matches None too."""
+        return await self.collection.find_one_and_update(
+            {"_id": member_id, "email_key": email_key(email), "verified_at": None},
+            {"$set": {"verified_at": now, "updated_at": now}},
+            projection={"password_hash": 0}, return_document=ReturnDocument.AFTER)
 
     # -- one organization's people ---------------------------------------------------------
 

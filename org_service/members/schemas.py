@@ -74,6 +74,18 @@ class MemberPublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     last_login_at: datetime | None
+    verified_at: datetime | None = Field(description=(
+        "When the member's email was proven (a verification link, an accepted "
+        "invitation); null: not yet"))
+
+
+class MeView(MemberPublic):
+    """The caller as GET /me and PATCH /me show them: with an email change waiting for its
+    link (the email above stays the login until the new address confirms)."""
+
+    pending_email: str | None = Field(default=None, description=(
+        "The address an email change waits on: it becomes the email once the link mailed "
+        "to it is followed (POST /auth/verify-email)"))
 
 
 class MemberPage(BaseModel):
@@ -103,4 +115,4 @@ def member_public(doc: dict[str, Any]) -> MemberPublic:
         title=doc.get("title"), department=doc.get("department"),
         attributes=doc.get("attributes") or {}, created_at=doc["created_at"],
         updated_at=doc.get("updated_at", doc["created_at"]),
-        last_login_at=doc.get("last_login_at"))
+        last_login_at=doc.get("last_login_at"), verified_at=doc.get("verified_at"))

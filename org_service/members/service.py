@@ -33,6 +33,7 @@ from org_service.members.schemas import (
     MemberPublic,
     MemberUpdate,
     MeUpdate,
+    MeView,
     Report,
     ReportList,
     member_public,
@@ -254,7 +255,7 @@ class MemberService:
         return member_public(promoted), member_public(demoted)
 
     async def update_me(self, tenant: TenantContext, data: MeUpdate, step_up: StepUp
-                        ) -> MemberPublic:
+                        ) -> MeView:
         change = await self.credentials.prepare(
             tenant, email=str(data.email) if data.email is not None else None,
             password=data.password, current_password=data.current_password, step_up=step_up,
@@ -268,8 +269,11 @@ class MemberService:
             changed = await self.members.change(tenant.member, changes)
             if changed is None:
                 raise _changed_meanwhile()
-        await self.credentials.apply(tenant, change)
-        return member_public(await self.get(tenant, tenant.member_id))
+        pending = await self.credentials.apply(tenant, change)
+        me = await self.get(tenant, tenant.member_id)
+        if pending is None:
+            pending = await self.credentials.verification.pending_email(me)
+        return MeView(**member_public(me).model_dump(), pending_email=pending)
 
     # -- rules ---------------------------------------------------------------------------
 

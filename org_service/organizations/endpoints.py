@@ -31,11 +31,13 @@ from org_service.organizations.schemas import (
     OrganizationLookup,
     OrganizationPublic,
     OrganizationUpdate,
+    OrganizationUpdated,
 )
 from org_service.organizations.service import DeleteTarget, idempotency_key
 from org_service.security import HashingBusy
 from org_service.strict_json import StrictJSONRoute
 from org_service.tenancy import TenantContext
+from org_service.verification.endpoints import record_email_change
 
 router = APIRouter(prefix="/org", tags=["Organizations"], route_class=StrictJSONRoute)
 
@@ -71,6 +73,8 @@ async def create_organization(body: OrganizationCreate, services: ServicesDep,
             await services.create_throttle.refund(admitted)  # 503 before any hash: not spent
             raise
         event.organization_id = created.id
+    # The creator's email is verified by a link (once: a replayed create sends no more).
+    await services.email_verification.first_link(created.admin_email, auditor)
     return created
 
 
@@ -80,13 +84,15 @@ async def get_organization(body: OrganizationLookup, services: ServicesDep) -> O
     return await services.organizations.get(body.organization_name)
 
 
-@router.put("/update", response_model=OrganizationPublic,
+@router.put("/update", response_model=OrganizationUpdated,
             responses=responses(Unauthorized, Forbidden, Conflict, TooManyRequests))
 async def update_organization(body: OrganizationUpdate, tenant: LifecycleTenant,
                               services: ServicesDep, auditor: CurrentAuditor,
-                              step_up: StepUpDep) -> OrganizationPublic:
+                              step_up: StepUpDep) -> OrganizationUpdated:
     """Rename the caller's organization (its collection moves with it) and/or change the
-    admin's email or password; a credential change revokes every earlier token.
+    admin's email or password. A password change revokes every earlier token. A new email
+    must be free (409) and takes effect only once the link mailed to it is followed
+    (`pending_email` until then; the old address gets a notice and stays the login).
 
     A credential change needs a token from a login within `CREDENTIAL_CHANGE_MAX_AGE_SECONDS`
     (else 401 `insufficient_user_authentication`) or the `current_password` (wrong: 403
@@ -98,10 +104,11 @@ async def update_organization(body: OrganizationUpdate, tenant: LifecycleTenant,
     earlier rename folds their writes in once no such request can be running."""
     async with auditor.action("organization.update", _event(tenant, body.old_organization_name)):
         updated = await services.organizations.update(tenant, body, step_up)
-    changed = [name for name in ("email", "password") if getattr(body, name) is not None]
-    if changed:
+    if body.password is not None:
         await auditor.record("admin.credentials_change", "success", admin_id=tenant.member_id,
-                             organization_id=tenant.organization_id, target=",".join(changed))
+                             organization_id=tenant.organization_id, target="password")
+    if updated.pending_email is not None:
+        await record_email_change(auditor, tenant, updated.pending_email)
     return updated
 
 

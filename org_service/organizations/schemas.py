@@ -65,6 +65,14 @@ class OrganizationPublic(BaseModel):
     updated_at: datetime
 
 
+class OrganizationUpdated(OrganizationPublic):
+    """The seed's answer to an update, plus the email change the update asked for."""
+
+    pending_email: str | None = Field(default=None, description=(
+        "An email change asked for by this update: the address waits for the link mailed "
+        "to it (POST /auth/verify-email); until then the admin logs in with the old email"))
+
+
 class OrganizationDeleted(BaseModel):
     deleted: Literal[True] = True
     id: str

@@ -37,6 +37,7 @@ from org_service.organizations.schemas import (
     OrganizationDeleted,
     OrganizationPublic,
     OrganizationUpdate,
+    OrganizationUpdated,
     created_view,
     public,
 )
@@ -181,7 +182,7 @@ class OrganizationService:
         return public(org)
 
     async def update(self, tenant: TenantContext, data: OrganizationUpdate, step_up: StepUp
-                     ) -> OrganizationPublic:
+                     ) -> OrganizationUpdated:
         org = tenant.organization
         old_slug, new = slug_of(data.old_organization_name), OrganizationIdentity.of(
             data.new_organization_name)
@@ -201,8 +202,8 @@ class OrganizationService:
             if renamed is None:
                 raise Stale()
             org = renamed
-        await self.credentials.apply(tenant, change)
-        return public(org)
+        pending = await self.credentials.apply(tenant, change)
+        return OrganizationUpdated(**public(org).model_dump(), pending_email=pending)
 
     async def delete(self, target: DeleteTarget, name: str) -> OrganizationDeleted:
         if target.finished is not None:

@@ -31,12 +31,13 @@ from bson import ObjectId
 from org_service.audit.service import AuditEvent, Auditor, RequestInfo
 from org_service.auth.throttle import ResetThrottle
 from org_service.db import Document, utcnow
-from org_service.errors import Gone, MemberSuspended, NotFound, TooManyRequests
-from org_service.links import new_token, token_hash
+from org_service.errors import NotFound
+from org_service.links import new_token
 from org_service.members.repository import ACTIVE, MemberRepository
-from org_service.outbox.messages import Guard, Message, Outbox
+from org_service.outbox.links import LinkMailer, count_request
+from org_service.outbox.messages import Outbox
 from org_service.recovery.mail import reset_mail
-from org_service.recovery.repository import COLLECTION, PasswordResetRepository
+from org_service.recovery.repository import PasswordResetRepository
 from org_service.recovery.schemas import PasswordResetAccepted, PasswordResetConfirm
 from org_service.security import PasswordHasher
 from org_service.sessions.service import CREDENTIALS, SessionService
@@ -44,9 +45,9 @@ from org_service.sessions.service import CREDENTIALS, SessionService
 ACCEPTED = PasswordResetAccepted(detail=(
     "If this email belongs to an active account, a link to reset its password is on its "
     "way. It works once and for a limited time."))
-# What the audit trail records of a request (the caller never learns it).
-QUEUED, SUPERSEDED, UNKNOWN_EMAIL, INACTIVE = ("queued", "superseded", "unknown_email",
-                                               "inactive")
+# What the audit trail records of a request (the caller never learns it), besides
+# outbox.links' QUEUED and SUPERSEDED.
+UNKNOWN_EMAIL, INACTIVE = "unknown_email", "inactive"
 
 
 def _dead_link() -> NotFound:
@@ -63,19 +64,14 @@ class PasswordResetService:
         self.members = members
         self.hasher = hasher
         self.sessions = sessions
-        self.outbox = outbox
         self.throttle = throttle
-        self.url_template = url_template
-        self.lifetime = timedelta(minutes=minutes)
         self.clock = clock
+        self.mailer = LinkMailer(resets, outbox, url_template=url_template,
+                                 lifetime=timedelta(minutes=minutes),
+                                 clock=lambda: self.clock())
 
     async def request(self, email: str, auditor: Auditor) -> PasswordResetAccepted:
-        try:
-            await self.throttle.request(email, auditor.info.client_address)
-        except TooManyRequests:
-            await auditor.record("password_reset.request", "throttled", target=email,
-                                 reason=TooManyRequests.code)
-            raise
+        await count_request(self.throttle, email, auditor, "password_reset.request")
         member = await self.members.get_by_email(email)
         active = member is not None and member.get("state", ACTIVE) == ACTIVE
         # Every path from here does the same work: a token and its hash made in a thread,
@@ -99,22 +95,10 @@ class PasswordResetService:
                       event: AuditEvent) -> None:
         """Set the password and end every session, or refuse with nothing changed."""
         address = info.client_address
-        await self.throttle.check(address)
-        now = self.clock()
-        reset = await self.resets.by_token_hash(token_hash(data.token))
-        member = await self.members.get(reset["_id"]) if reset is not None else None
-        if reset is None or member is None or reset["used_at"] is not None:
-            await self.throttle.failed(address)
-            raise _dead_link()
-        event.admin_id, event.organization_id = member["_id"], member["organization_id"]
-        event.target = member["email"]
-        if reset["expires_at"] <= now:
-            await self.throttle.failed(address)
-            raise Gone("This reset link has expired: ask for a new one")
-        if member.get("state", ACTIVE) != ACTIVE:
-            # Refused, the link left as it is (a reactivation moves the token version, so
-            # it dies then: a reactivated member asks for a new one).
-            raise MemberSuspended()
+        reset, member = await self.mailer.follow(
+            data.token, member_of=self.members.get, throttle=self.throttle,
+            client_address=address, event=event, dead=_dead_link,
+            expired="This reset link has expired: ask for a new one")
         if member["token_version"] != reset["member_version"]:
             # Used already (a crash before `used_at` was set), or the account changed since.
             await self.throttle.failed(address)
@@ -131,28 +115,7 @@ class PasswordResetService:
 
     async def _queue(self, member: Document, previous: Document | None, token: str,
                      digest: str) -> str:
-        now = self.clock()
-        doc: Document = {
-            "_id": member["_id"], "token_hash": digest,
-            "serial": (previous["serial"] if previous else 0) + 1,
-            "member_version": member["token_version"], "requested_at": now,
-            "expires_at": now + self.lifetime, "used_at": None,
-        }
-        message = self._mail(member, doc, token)
-        await self.outbox.enqueue(message)
-        if not await self.resets.replace(previous, doc):
-            # A concurrent request of this member wrote its link (and queued its mail).
-            await self.outbox.discard(message.id)
-            return SUPERSEDED
-        self.outbox.notify()
-        return QUEUED
-
-    def _mail(self, member: Document, doc: Document, token: str) -> Message:
-        subject, text, html = reset_mail(url=self.url_template.format(token=token),
-                                         expires_at=doc["expires_at"])
-        guard = Guard(collection=COLLECTION, id=doc["_id"],
-                      fields={"token_hash": doc["token_hash"], "used_at": None},
-                      serial_field="serial", serial=doc["serial"], until=doc["expires_at"])
-        return Message(to=member["email"], subject=subject, text=text, html=html,
-                       kind="password_reset", organization_id=member["organization_id"],
-                       guard=guard)
+        doc = self.mailer.document(member, previous, digest)
+        mail = reset_mail(url=self.mailer.url(token), expires_at=doc["expires_at"])
+        return await self.mailer.queue(doc, previous, to=member["email"], kind="password_reset",
+                                       organization_id=member["organization_id"], mail=mail)

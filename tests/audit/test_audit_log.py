@@ -142,7 +142,8 @@ async def test_audit_pages_newest_first(client: httpx.AsyncClient, master: Any, 
     # One entry per failed login here (identical ones would collapse: test_collapse.py).
     monkeypatch.setattr(services.audit, "collapse_seconds", 0)
     org = await create_org(client, "Acme")
-    await make_history(client, org, 3)  # with create and login: 5 entries
+    # With create, its verification mail and login: 6 entries
+    await make_history(client, org, 3)
     seen: list[dict[str, Any]] = []
     before = None
     while True:
@@ -157,8 +158,9 @@ async def test_audit_pages_newest_first(client: httpx.AsyncClient, master: Any, 
             break
     stored = await entries(master, organization_id=ObjectId(org.id))
     assert [entry["id"] for entry in seen] == [str(doc["_id"]) for doc in reversed(stored)]
-    assert len(seen) == 5
+    assert len(seen) == 6
     assert seen[-1]["action"] == "organization.create"
+    assert seen[-2]["action"] == "email_verification.send"
     assert seen[0]["action"] == "admin.login" and seen[0]["outcome"] == "failure"
 
 
@@ -181,7 +183,7 @@ async def test_audit_pages_with_after_and_next_like_records_and_the_old_names_st
                 return ids
 
     assert await walk("after", "next") == await walk("before", "next_cursor")
-    assert len(await walk("after", "next")) == 5
+    assert len(await walk("after", "next")) == 6
     first = (await client.get("/org/audit", headers=org.auth, params={"limit": 1})).json()
     both = await client.get("/org/audit", headers=org.auth, params={
         "limit": 1, "after": first["next"], "before": "another"})

@@ -12,6 +12,7 @@ from bson import ObjectId
 
 from tests.helpers import DEFAULT_PASSWORD, create_org
 from tests.members.support import add, member_login, team
+from tests.verification.support import CHANGE, follow_link
 
 
 async def test_the_creator_is_the_owner_and_every_role_logs_in_at_auth_login(
@@ -277,7 +278,7 @@ async def test_ownership_transfer_makes_the_old_owner_an_admin(
 
 
 async def test_me_changes_name_and_title_freely_and_credentials_only_with_the_password(
-        client: httpx.AsyncClient) -> None:
+        client: httpx.AsyncClient, master: Any) -> None:
     people = await team(client)
     employee = people["employee"]
 
@@ -300,7 +301,12 @@ async def test_me_changes_name_and_title_freely_and_credentials_only_with_the_pa
     assert role.status_code == 422
     changed = await client.patch("/me", headers=employee.auth, json={
         "email": "eve@acme.example.com", "current_password": DEFAULT_PASSWORD})
-    assert changed.status_code == 200 and changed.json()["email"] == "eve@acme.example.com"
+    assert changed.status_code == 200
+    assert changed.json()["email"] == employee.email  # until the new address confirms
+    assert changed.json()["pending_email"] == "eve@acme.example.com"
+    assert (await client.get("/me", headers=employee.auth)).status_code == 200
+    confirmed = await follow_link(client, master, "eve@acme.example.com", CHANGE)
+    assert confirmed.status_code == 200, confirmed.text
     assert (await client.get("/me", headers=employee.auth)).status_code == 401
     assert (await member_login(client, "eve@acme.example.com")).status_code == 200
 

@@ -92,6 +92,8 @@ REQUESTS: dict[tuple[str, str], Build] = {
     ("POST", "/org/ownership/transfer"): lambda f: ("/org/ownership/transfer",
                                                     {"member_id": f.target.id}),
     ("POST", "/auth/logout"): lambda f: ("/auth/logout", None),
+    # Everyone's email is unverified here (added directly): a new link for each.
+    ("POST", "/me/email/verify"): lambda f: ("/me/email/verify", None),
     ("GET", "/me/sessions"): lambda f: ("/me/sessions", None),
     # Another member's session: nobody's own, so 404 for everyone (ending your own is
     # tested with the sessions).
@@ -120,6 +122,7 @@ def declared() -> dict[tuple[str, str], str]:
 DOCUMENTED = {
     **dict.fromkeys([("GET", "/admin/me"), ("GET", "/me"), ("PATCH", "/me"),
                      ("POST", "/auth/logout"), ("GET", "/me/sessions"),
+                     ("POST", "/me/email/verify"),
                      ("DELETE", "/me/sessions/{session_id}")], "self"),
     ("PUT", "/org/update"): "org:update",
     ("DELETE", "/org/delete"): "org:delete",

@@ -7,6 +7,7 @@ from datetime import datetime
 import httpx
 
 from tests.helpers import login
+from tests.recovery.support import queued_token
 
 
 def _is_iso_utc(value: str) -> bool:
@@ -48,12 +49,15 @@ async def test_create_login_get_update_delete(client: httpx.AsyncClient, master)
     assert org["id"] == body["id"] and org["collection_name"] == "org_test_company"
     assert _is_iso_utc(org["updated_at"])
 
-    # 4. update with data migration (rename + new credentials)
+    # 4. update with data migration (rename + new credentials): the password at once, the
+    # email once the new address confirms its link
     updated = await client.put("/org/update", headers=auth, json={
         "old_organization_name": "Test Company", "new_organization_name": "Test Corp Updated",
         "email": "newemail@test.com", "password": "newsecure123"})
     assert updated.status_code == 200, updated.text
     after = updated.json()
+    assert set(after) == set(org) | {"pending_email"}
+    assert after["pending_email"] == "newemail@test.com"
     assert after["id"] == body["id"]
     assert after["organization_name"] == "Test Corp Updated"
     assert after["collection_name"] == "org_test_corp_updated"
@@ -63,6 +67,15 @@ async def test_create_login_get_update_delete(client: httpx.AsyncClient, master)
     old_login = await client.post("/admin/login",
                                   json={"email": "admin@test.com", "password": "secure123"})
     assert old_login.status_code == 401
+    assert (await client.post("/admin/login", json={
+        "email": "newemail@test.com", "password": "newsecure123"})).status_code == 401
+    await login(client, "admin@test.com", "newsecure123")  # until the new address confirms
+    link = await queued_token(master, "newemail@test.com", "email_change")
+    confirmed = await client.post("/auth/verify-email", json={"token": link})
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["email"] == "newemail@test.com"
+    assert (await client.post("/admin/login", json={
+        "email": "admin@test.com", "password": "newsecure123"})).status_code == 401
     token = await login(client, "newemail@test.com", "newsecure123")
     assert (await client.post("/org/get", json={"organization_name": "Test Company"})
             ).status_code == 404

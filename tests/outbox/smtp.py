@@ -38,8 +38,10 @@ class Inbox:
         self.messages.append(parsed)
         return "250 Message accepted for delivery"
 
-    def to(self, address: str) -> list[EmailMessage]:
-        return [message for message in self.messages if message["To"] == address]
+    def to(self, address: str, subject: str | None = None) -> list[EmailMessage]:
+        """The messages to `address` (with this subject, if given)."""
+        return [message for message in self.messages if message["To"] == address
+                and subject in (None, message["Subject"])]
 
 
 class SmtpServer:

@@ -8,11 +8,13 @@ from typing import Any
 
 import httpx
 
-LINK = re.compile(r"http://\S+/reset-password#token=([A-Za-z0-9_-]{43})")
+# The default URL templates of reset and verification links: the token in the fragment.
+LINK = re.compile(r"http://\S+/(?:reset-password|verify-email)#token=([A-Za-z0-9_-]{43})")
 
 
 def token_in(text: str) -> str:
-    """The token of the reset link in a mail's text (the default URL template)."""
+    """The token of the reset or verification link in a mail's text (the default URL
+    templates)."""
     found = LINK.search(text)
     assert found, text
     return found.group(1)
@@ -22,10 +24,10 @@ async def request_reset(client: httpx.AsyncClient, email: str) -> httpx.Response
     return await client.post("/auth/password-reset", json={"email": email})
 
 
-async def queued_token(master: Any, email: str) -> str:
-    """The token of the newest reset mail queued for `email`."""
+async def queued_token(master: Any, email: str, kind: str = "password_reset") -> str:
+    """The token of the newest mail of `kind` queued for `email`."""
     [message] = await master["outbox"].find(
-        {"to": email, "kind": "password_reset"}).sort("_id", -1).limit(1).to_list(None)
+        {"to": email, "kind": kind}).sort("_id", -1).limit(1).to_list(None)
     return token_in(message["text"])
 
 

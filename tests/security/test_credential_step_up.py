@@ -12,6 +12,7 @@ import jwt
 import pytest
 
 from tests.helpers import Org, create_org, login
+from tests.verification.support import CHANGE, follow_link
 
 ACME = "Acme Corp"
 
@@ -61,13 +62,18 @@ async def test_login_token_carries_the_time_of_the_password_check(
     assert before - 1 <= claims["auth_time"] <= int(time.time()) + 1
 
 
-async def test_fresh_login_changes_credentials_at_once(client: httpx.AsyncClient) -> None:
-    # The walkthrough: log in, then rename and change email and password right away.
+async def test_fresh_login_changes_credentials_at_once(client: httpx.AsyncClient,
+                                                       master: Any) -> None:
+    # The walkthrough: log in, then rename and change email and password right away (the
+    # email once its link is followed).
     org = await create_org(client, ACME)
     response = await client.put("/org/update", headers=org.auth, json={
         "old_organization_name": ACME, "new_organization_name": "Acme Updated",
         "email": "new@acme.example.com", "password": "newsecure123"})
     assert response.status_code == 200, response.text
+    assert await login(client, org.email, "newsecure123")
+    assert (await follow_link(client, master, "new@acme.example.com", CHANGE)
+            ).status_code == 200
     assert await login(client, "new@acme.example.com", "newsecure123")
 
 
@@ -112,11 +118,13 @@ async def test_login_within_the_max_age_is_recent_enough(client: httpx.AsyncClie
 
 
 async def test_old_token_with_the_current_password_changes_credentials(
-        client: httpx.AsyncClient, settings: Any) -> None:
+        client: httpx.AsyncClient, settings: Any, master: Any) -> None:
     org = await create_org(client, ACME)
     response = await update(client, old_token(settings, org), current_password=org.password,
                             email="new@acme.example.com", password="brand-new-pass")
     assert response.status_code == 200, response.text
+    assert (await follow_link(client, master, "new@acme.example.com", CHANGE)
+            ).status_code == 200
     assert await login(client, "new@acme.example.com", "brand-new-pass")
 
 

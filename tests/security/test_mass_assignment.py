@@ -28,6 +28,8 @@ REFRESH = "$refresh"
 INVITATION = "$invitation"
 # The token of a password reset of Acme's owner, asked for the request.
 RESET = "$reset"
+# The token of the verification link mailed to Acme's owner when Acme was created.
+VERIFY = "$verify"
 
 # Every route with a request body, with a valid body for the organization "Acme".
 BODIES: list[tuple[str, str, dict[str, Any]]] = [
@@ -54,6 +56,8 @@ BODIES: list[tuple[str, str, dict[str, Any]]] = [
                                      "password": "secure123"}),
     ("POST", "/auth/password-reset", {"email": "admin@acme.example.com"}),
     ("POST", "/auth/password-reset/confirm", {"token": RESET, "password": "secure1234"}),
+    ("POST", "/auth/verify-email", {"token": VERIFY}),
+    ("POST", "/auth/verify-email/resend", {"email": "admin@acme.example.com"}),
 ]
 # Where a smuggled name is a real field of the body (a member's role is set through the
 # role rules, tested with the members), it is not an unknown field.
@@ -114,11 +118,15 @@ async def test_record_bodies_cannot_set_server_owned_fields(
 async def made_for(client: httpx.AsyncClient, master: Any, acme: Org, path: str,
                    body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The path and body with a member of Acme, a refresh token, an invitation's token or
-    a password reset's token, where they name one."""
+    a password reset's or an email verification's token, where they name one."""
     if RESET in body.values():
         await request_reset(client, acme.email)
         token = await queued_token(master, acme.email)
         return path, {key: token if value == RESET else value for key, value in body.items()}
+    if VERIFY in body.values():
+        token = await queued_token(master, acme.email, "email_verification")
+        return path, {key: token if value == VERIFY else value
+                      for key, value in body.items()}
     if REFRESH in body.values():
         session = await client.post("/admin/login", json={"email": acme.email,
                                                           "password": acme.password})

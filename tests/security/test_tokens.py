@@ -14,6 +14,7 @@ from bson import ObjectId
 
 from org_service.security import LEEWAY_SECONDS
 from tests.helpers import Org, create_org, login
+from tests.verification.support import CHANGE, follow_link
 
 GOOD_CLAIMS = ("sub", "org", "sid", "role", "ver", "iat", "exp", "jti")
 
@@ -152,12 +153,16 @@ async def test_password_change_revokes_earlier_tokens(client: httpx.AsyncClient)
     assert (await me(client, fresh)).status_code == 200
 
 
-async def test_email_change_revokes_earlier_tokens(client: httpx.AsyncClient) -> None:
+async def test_email_change_revokes_earlier_tokens_once_confirmed(
+        client: httpx.AsyncClient, master: Any) -> None:
     org = await create_org(client, "Acme")
     changed = await client.put("/org/update", headers=org.auth, json={
         "old_organization_name": "Acme", "new_organization_name": "Acme",
         "email": "new@acme.example.com"})
     assert changed.status_code == 200, changed.text
+    assert (await me(client, org.token)).status_code == 200  # asked for, not made yet
+    assert (await follow_link(client, master, "new@acme.example.com", CHANGE)
+            ).status_code == 200
     assert_refused(await me(client, org.token))
 
 

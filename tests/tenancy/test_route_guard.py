@@ -17,7 +17,8 @@ from org_service.models import RequestModel
 
 PUBLIC_PATHS = {"/org/create", "/org/get", "/admin/login", "/auth/login", "/auth/refresh",
                 "/health", "/ready", "/metrics", "/invitations/{token}", "/invitations/accept",
-                "/auth/password-reset", "/auth/password-reset/confirm"}
+                "/auth/password-reset", "/auth/password-reset/confirm", "/auth/verify-email",
+                "/auth/verify-email/resend"}
 DOCS_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 

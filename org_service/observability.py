@@ -216,7 +216,10 @@ class CommandMetrics(monitoring.CommandListener):
 
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
-    return str(getattr(route, "path", UNMATCHED_ROUTE)) if route is not None else UNMATCHED_ROUTE
+    # The template as documented (`{record_id}`), not as routed (`{record_id:objectid}`).
+    if route is None:
+        return UNMATCHED_ROUTE
+    return str(getattr(route, "path_format", UNMATCHED_ROUTE))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -97,7 +97,7 @@ async def revoke_invitation(invitation_id: InvitationId, tenant: Inviter,
         return await services.invitations.revoke(tenant, invitation_id)
 
 
-@public_router.get("/{token}", response_model=InvitationView,
+@public_router.get("/{token:linktoken}", response_model=InvitationView,
                    responses=responses(NotFound, Gone, TooManyRequests))
 async def view_invitation(token: Annotated[InvitationToken, Path()], services: ServicesDep,
                           auditor: CurrentAuditor) -> InvitationView:

@@ -142,7 +142,7 @@ async def organization_stats(tenant: StatsReader, services: ServicesDep) -> Orga
                              collection=records.collection)
 
 
-@router.get("/records/{kind}/{record_id}", response_model=Record,
+@router.get("/records/{kind}/{record_id:objectid}", response_model=Record,
             responses=responses(NotFound))
 async def get_record(kind: Kind, record_id: RecordId, tenant: TenantReadingRecord,
                      services: ServicesDep, response: Response) -> Record:
@@ -150,7 +150,7 @@ async def get_record(kind: Kind, record_id: RecordId, tenant: TenantReadingRecor
     return _etag(response, await services.records.get(tenant, kind, record_id))
 
 
-@router.put("/records/{kind}/{record_id}", response_model=Record,
+@router.put("/records/{kind}/{record_id:objectid}", response_model=Record,
             responses=responses(NotFound, PreconditionFailed, PayloadTooLarge))
 async def replace_record(kind: Kind, record_id: RecordId, data: RecordData,
                          tenant: RecordWriter, services: ServicesDep, response: Response,
@@ -160,7 +160,7 @@ async def replace_record(kind: Kind, record_id: RecordId, data: RecordData,
         tenant, kind, record_id, data, if_match))
 
 
-@router.patch("/records/{kind}/{record_id}", response_model=Record,
+@router.patch("/records/{kind}/{record_id:objectid}", response_model=Record,
               responses=responses(NotFound, PreconditionFailed, PayloadTooLarge,
                                   Conflict))
 async def patch_record(
@@ -177,7 +177,7 @@ async def patch_record(
         tenant, kind, record_id, patch, if_match))
 
 
-@router.delete("/records/{kind}/{record_id}", status_code=status.HTTP_204_NO_CONTENT,
+@router.delete("/records/{kind}/{record_id:objectid}", status_code=status.HTTP_204_NO_CONTENT,
                responses=responses(NotFound, PreconditionFailed))
 async def delete_record(kind: Kind, record_id: RecordId, tenant: RecordWriter,
                         services: ServicesDep, if_match: IfMatch = None) -> Response:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from org_service.members.schemas import MemberCount
 from org_service.models import RequestModel
 from org_service.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from org_service.segments import segment
 
 KIND_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 MAX_BULK_ITEMS = 1000
@@ -18,7 +19,10 @@ MAX_BULK_ITEMS = 1000
 BULK_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 Kind = Annotated[str, Path(pattern=KIND_PATTERN, description="Record kind, e.g. `employees`")]
-RecordId = Annotated[str, Path(max_length=64, description="The record id (24 hex digits)")]
+# Only 24 hex digits route to a record: `/org/records/{kind}/bulk` is never a record "bulk".
+RECORD_ID_PATTERN = segment("objectid", r"^[0-9a-fA-F]{24}$")
+RecordId = Annotated[str, Path(pattern=RECORD_ID_PATTERN,
+                               description="The record id (24 hex digits)")]
 IndexName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 KindName = Annotated[str, StringConstraints(pattern=KIND_PATTERN)]
 

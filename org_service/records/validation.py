@@ -8,14 +8,27 @@ patch, in the driver) far from Python's recursion limit.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, ForwardRef, Union
 
 import bson
+from pydantic import Field, GetJsonSchemaHandler, StringConstraints
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+from typing_extensions import TypeAliasType
 
 from org_service.errors import InvalidInput, PayloadTooLarge
+from org_service.strict_json import INT64_MAX, INT64_MIN
 
 MAX_DEPTH = 20
 MAX_PROBLEMS = 20
+# key_problem below as a pattern: not empty, no `$` first, no `.` or NUL anywhere.
+KEY_PATTERN = r"^[^$.\x00][^.\x00]*$"
+# A dotted path into data: keys as above joined by dots (query.field_path).
+FIELD_PATH_PATTERN = r"^[^$.\x00][^.\x00]*(\.[^$.\x00][^.\x00]*)*$"
+# Integers are BSON int64 (the JSON parser refuses others); other numbers are held to the
+# same range, because JSON Schema cannot tell 1e19 written as a float from an integer:
+# -2^63 <= n < 2^63 is the one range a document can state for both.
+NUMBER_MIN, NUMBER_LIMIT = INT64_MIN, INT64_MAX + 1
 
 Loc = tuple[str | int, ...]
 
@@ -50,6 +63,9 @@ def shape_problems(value: Any, loc: Loc, *, depth: int = 1) -> list[dict[str, An
     stack: list[tuple[Any, Loc, int]] = [(value, loc, depth)]
     while stack and len(found) < MAX_PROBLEMS:
         current, where, level = stack.pop()
+        if isinstance(current, float) and not NUMBER_MIN <= current < NUMBER_LIMIT:
+            found.append(problem(where, "numbers must be at least -2^63 and below 2^63"))
+            continue
         if not isinstance(current, dict | list):
             continue
         if level > MAX_DEPTH:
@@ -87,3 +103,33 @@ def check_size(data: dict[str, Any], max_bytes: int, label: str = "the record") 
     msg = size_problem(data, max_bytes, label)
     if msg:
         raise PayloadTooLarge(msg)
+
+
+# -- the same rules for the OpenAPI document ------------------------------------------------
+
+class _OnlyPatternKeys:
+    """An object documented with patternProperties has no other keys."""
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["additionalProperties"] = False
+        return schema
+
+
+_Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+_Number = Field(ge=NUMBER_MIN, lt=NUMBER_LIMIT)
+# Any JSON value a record may hold, for the document only (validating with it would cost
+# every request a second walk, and name problems less clearly than shape_problems). The
+# depth bound (MAX_DEPTH) is left to the description: as JSON Schema it is twenty copies.
+
+
+def _record_value() -> Any:
+    # Built as a value for pydantic (mypy cannot follow a recursive alias made at runtime).
+    itself: Any = ForwardRef("RecordValue")
+    members = (bool, Annotated[int, _Number], Annotated[float, _Number], str, list[itself],
+               Annotated[dict[_Key, itself], _OnlyPatternKeys()], None)
+    return TypeAliasType("RecordValue", Union[members])  # noqa: UP007
+
+
+RECORD_OBJECT: Any = Annotated[dict[_Key, _record_value()], _OnlyPatternKeys()]  # type: ignore[misc]

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    GetJsonSchemaHandler,
-    StringConstraints,
-    TypeAdapter,
-)
-from pydantic.json_schema import JsonSchemaValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.networks import validate_email
-from pydantic_core import CoreSchema
 
 from org_service.security import PASSWORD_MAX, PASSWORD_MIN
 
@@ -29,19 +19,6 @@ WHITESPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0
 WHITESPACE_CLASS = "".join(f"\\u{ord(c):04x}" for c in WHITESPACE)
 # Text that is more than whitespace (unanchored: some character is not trimmed away).
 NOT_BLANK = {"pattern": f"[^{WHITESPACE_CLASS}]"}
-
-
-class DocumentedAs:
-    """`Annotated[T, DocumentedAs(D)]`: validated as T, documented as D. For input whose
-    rules code checks with clearer messages than a schema would give (record data), while
-    the document states the same rules, from the same constants, for generators to read."""
-
-    def __init__(self, documented: Any) -> None:
-        self.core_schema = TypeAdapter(documented).core_schema
-
-    def __get_pydantic_json_schema__(self, _: CoreSchema,
-                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        return handler(self.core_schema)
 
 
 class RequestModel(BaseModel):

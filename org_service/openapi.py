@@ -66,7 +66,11 @@ def ref(name: str) -> dict[str, Any]:
 def complete(document: dict[str, Any], *, unshed: frozenset[str]) -> dict[str, Any]:
     """Add the catalogue's answers and headers to every operation of `document` (in place).
     `unshed`: paths the admission control never sheds (no 503 at capacity)."""
-    document.setdefault("components", {}).setdefault("schemas", {}).update(_COMPONENTS)
+    components = document.setdefault("components", {})
+    components.setdefault("schemas", {}).update(_COMPONENTS)
+    # Each header once, referred to from every answer that carries it.
+    components["headers"] = {**REQUEST_ID_RESPONSE, **{
+        name: header for _, headers in CATALOGUE.values() for name, header in headers.items()}}
     for path, item in document.get("paths", {}).items():
         for operation in item.values():
             wanted = {"500"} if path in unshed else {"500", "503"}
@@ -81,10 +85,9 @@ def complete(document: dict[str, Any], *, unshed: frozenset[str]) -> dict[str, A
                 responses[status] = {"description": CATALOGUE[status][0],
                                      "content": ERROR_BODY}
             for status, response in responses.items():
-                headers = response.setdefault("headers", {})
-                headers.update(REQUEST_ID_RESPONSE)
-                if status in CATALOGUE:
-                    headers.update(CATALOGUE[status][1])
+                names = [*REQUEST_ID_RESPONSE, *CATALOGUE.get(status, ("", {}))[1]]
+                response.setdefault("headers", {}).update(
+                    {name: {"$ref": f"#/components/headers/{name}"} for name in names})
             parameters = operation.setdefault("parameters", [])
             if not any(p.get("name") == REQUEST_ID_HEADER for p in parameters):
                 parameters.append(REQUEST_ID_PARAMETER)

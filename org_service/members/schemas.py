@@ -3,11 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
-from org_service.models import NOT_BLANK, DocumentedAs, Email, Password, RequestModel
-from org_service.records.validation import RECORD_OBJECT
+from org_service.models import NOT_BLANK, Email, Password, RequestModel
+from org_service.records.validation import RECORD_DATA_SCHEMA
 
 RoleName = Literal["owner", "admin", "manager", "employee"]
 MemberState = Literal["active", "suspended"]
@@ -18,7 +18,7 @@ Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
                   Field(json_schema_extra=NOT_BLANK)]
 # A few small facts about a person (employee number, location...): the same key rules as
 # records, at most ATTRIBUTES_MAX_BYTES as BSON.
-Attributes = Annotated[dict[str, Any], DocumentedAs(RECORD_OBJECT), Field(description=(
+Attributes = Annotated[dict[str, Any], WithJsonSchema(RECORD_DATA_SCHEMA), Field(description=(
     "Free-form facts about the member: keys never start with '$' and hold no '.' or NUL, "
     "at most 4 KiB as BSON"))]
 ATTRIBUTES_MAX_BYTES = 4096

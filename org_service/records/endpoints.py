@@ -4,6 +4,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
+from pydantic import WithJsonSchema
 
 from org_service.audit.service import AuditEvent
 from org_service.deps import (
@@ -24,7 +25,6 @@ from org_service.errors import (
     PreconditionFailed,
     responses,
 )
-from org_service.models import DocumentedAs
 from org_service.pagination import DEFAULT_LIMIT, MAX_LIMIT, After
 from org_service.records.schemas import (
     BULK_MAX_BODY_BYTES,
@@ -45,14 +45,14 @@ from org_service.records.schemas import (
     RecordPolicy,
     RecordQuery,
 )
-from org_service.records.validation import MAX_DEPTH, RECORD_OBJECT
+from org_service.records.validation import MAX_DEPTH, RECORD_DATA_SCHEMA
 from org_service.strict_json import StrictJSONRoute
 
 # Every route here sits behind the tenant context, so each may answer 401 or 403.
 router = APIRouter(prefix="/org", tags=["Tenant records"], route_class=StrictJSONRoute,
                    responses=responses(*TENANT_ERRORS))
 
-RecordData = Annotated[dict[str, Any], DocumentedAs(RECORD_OBJECT), Body(
+RecordData = Annotated[dict[str, Any], WithJsonSchema(RECORD_DATA_SCHEMA), Body(
     description="The record's data: any JSON object (keys not empty, without `$` first or "
                 "`.` or NUL anywhere; numbers from -2^63 to below 2^63). Beyond the schema: "
                 f"at most {MAX_DEPTH} levels of nesting (422) and at most MAX_RECORD_BYTES "
@@ -82,7 +82,7 @@ async def create_record(kind: Kind, data: RecordData, tenant: RecordWriter,
              responses=responses(PayloadTooLarge))
 async def create_records(
     kind: Kind, tenant: RecordWriter, services: ServicesDep,
-    items: Annotated[list[Annotated[dict[str, Any], DocumentedAs(RECORD_OBJECT)]], Body(
+    items: Annotated[list[Annotated[dict[str, Any], WithJsonSchema(RECORD_DATA_SCHEMA)]], Body(
         min_length=1, max_length=MAX_BULK_ITEMS,
         description="Up to 1,000 record data objects: all are stored or none (a 422 lists "
                     "every bad item; the body may be up to 16 MiB)")],
@@ -173,7 +173,7 @@ async def replace_record(kind: Kind, record_id: RecordId, data: RecordData,
 async def patch_record(
     kind: Kind, record_id: RecordId, tenant: RecordWriter, services: ServicesDep,
     response: Response,
-    patch: Annotated[dict[str, Any], DocumentedAs(RECORD_OBJECT), Body(
+    patch: Annotated[dict[str, Any], WithJsonSchema(RECORD_DATA_SCHEMA), Body(
         description="JSON merge patch (RFC 7396): null removes a field, objects merge; the "
                     "same rules as a record's data",
         media_type="application/merge-patch+json",

@@ -18,6 +18,7 @@ from org_service.openapi import component, ref
 from org_service.pagination import SortOrder
 from org_service.records.validation import (
     FIELD_PATH_PATTERN,
+    RECORD_VALUE,
     Loc,
     invalid,
     key_problem,
@@ -178,8 +179,8 @@ _OPERATORS = component("RecordOperators", {
     "type": "object", "minProperties": 1,
     "propertyNames": {"enum": sorted(FIELD_OPERATORS)},
     "properties": {
-        **{op: ref("RecordValue") for op in sorted(COMPARISONS)},
-        **{op: {"type": "array", "maxItems": MAX_LIST, "items": ref("RecordValue")}
+        **{op: RECORD_VALUE for op in sorted(COMPARISONS)},
+        **{op: {"type": "array", "maxItems": MAX_LIST, "items": RECORD_VALUE}
            for op in sorted(LISTS)},
         "$exists": {"type": "boolean"},
         "$not": ref("RecordOperators"),
@@ -198,7 +199,7 @@ FILTER_SCHEMA = component("RecordFilter", {
         "maxLength": MAX_PATH_CHARS, "pattern": FIELD_PATH_PATTERN}]},
     "properties": {op: {"type": "array", "minItems": 1, "maxItems": MAX_BRANCHES,
                         "items": ref("RecordFilter")} for op in sorted(LOGICAL)},
-    "additionalProperties": {"anyOf": [ref("RecordValue"), _OPERATORS]},
+    "additionalProperties": {"anyOf": [RECORD_VALUE, _OPERATORS]},
     "description": "MongoDB-style filter over data fields (dotted paths), $and and $or; "
                    f"nested at most {MAX_FILTER_DEPTH} levels (deeper: 422)",
 })

@@ -8,15 +8,12 @@ patch, in the driver) far from Python's recursion limit.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ForwardRef, Union
+from typing import Any
 
 import bson
-from pydantic import Field, GetJsonSchemaHandler, StringConstraints
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
-from typing_extensions import TypeAliasType
 
 from org_service.errors import InvalidInput, PayloadTooLarge
+from org_service.openapi import component, ref
 from org_service.strict_json import INT64_MAX, INT64_MIN
 
 MAX_DEPTH = 20
@@ -106,30 +103,22 @@ def check_size(data: dict[str, Any], max_bytes: int, label: str = "the record") 
 
 
 # -- the same rules for the OpenAPI document ------------------------------------------------
+# One schema without a `type`: each keyword binds only the values of its kind (keys and
+# values of objects, items of arrays, numbers), at every level. Not a union of types: a
+# generated client (openapi-python-client) drops every operation that reaches a union
+# referring to itself, while it reads this as "any JSON value". The depth bound is left
+# to the descriptions: as JSON Schema it is MAX_DEPTH copies, more blocks nested in a
+# generated client than Python compiles.
+RECORD_VALUE = component("RecordValue", {
+    "propertyNames": {"pattern": KEY_PATTERN},
+    "additionalProperties": ref("RecordValue"),
+    "items": ref("RecordValue"),
+    "minimum": NUMBER_MIN, "exclusiveMaximum": NUMBER_LIMIT,
+    "description": "Any JSON value: object keys not empty, without `$` first or `.` or NUL "
+                   "anywhere; numbers from -2^63 to below 2^63; nested at most "
+                   f"{MAX_DEPTH} levels in all (422 past it)"})
 
-class _OnlyPatternKeys:
-    """An object documented with patternProperties has no other keys."""
-
-    def __get_pydantic_json_schema__(self, core_schema: CoreSchema,
-                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        schema = handler(core_schema)
-        schema["additionalProperties"] = False
-        return schema
-
-
-_Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
-_Number = Field(ge=NUMBER_MIN, lt=NUMBER_LIMIT)
-# Any JSON value a record may hold, for the document only (validating with it would cost
-# every request a second walk, and name problems less clearly than shape_problems). The
-# depth bound (MAX_DEPTH) is left to the description: as JSON Schema it is twenty copies.
-
-
-def _record_value() -> Any:
-    # Built as a value for pydantic (mypy cannot follow a recursive alias made at runtime).
-    itself: Any = ForwardRef("RecordValue")
-    members = (bool, Annotated[int, _Number], Annotated[float, _Number], str, list[itself],
-               Annotated[dict[_Key, itself], _OnlyPatternKeys()], None)
-    return TypeAliasType("RecordValue", Union[members])  # noqa: UP007
-
-
-RECORD_OBJECT: Any = Annotated[dict[_Key, _record_value()], _OnlyPatternKeys()]  # type: ignore[misc]
+# A record's data (and a patch, and member attributes): an object of such values.
+RECORD_DATA_SCHEMA = {
+    "type": "object", "propertyNames": {"pattern": KEY_PATTERN},
+    "additionalProperties": RECORD_VALUE}

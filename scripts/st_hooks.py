@@ -10,7 +10,7 @@ from typing import Any
 import requests
 import schemathesis
 
-from tests.st_session import Session
+from tests.st_session import Session, auth_provider
 
 BASE_URL = os.environ["ST_BASE_URL"].rstrip("/")
 
@@ -20,13 +20,4 @@ def _post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
     return response.status_code, response.json()
 
 
-SESSION = Session(_post, prefix="st")
-
-
-@schemathesis.auth()
-class Owner:
-    def get(self, case: Any, context: Any) -> str:
-        return SESSION.token()
-
-    def set(self, case: Any, data: str, context: Any) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+schemathesis.auth()(auth_provider(Session(_post, prefix="st")))

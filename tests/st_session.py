@@ -47,3 +47,17 @@ class Session:
             assert status == 200, body
             token: str = body["access_token"]
             return token
+
+
+def auth_provider(session: Session) -> type:
+    """A Schemathesis auth provider class presenting `session`'s token (fetched again after
+    a 401), to register with `schemathesis.auth()` or `schema.auth()`."""
+
+    class Owner:
+        def get(self, case: Any, context: Any) -> str:
+            return session.token()
+
+        def set(self, case: Any, data: str, context: Any) -> None:
+            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+    return Owner

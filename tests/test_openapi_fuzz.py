@@ -20,7 +20,7 @@ from schemathesis.engine import events
 from schemathesis.python import asgi
 
 from org_service.main import create_app
-from tests.st_session import Post, Session
+from tests.st_session import Post, Session, auth_provider
 
 SEED = 20261130
 # Bounded, so the whole run stays near a minute on one worker: the coverage phase is
@@ -72,15 +72,7 @@ def test_every_check_and_phase_passes(api: Any) -> None:
     # Every operation, POST /org/delete included: the session starts a new organization
     # when the fuzzer has deleted its own.
 
-    @schema.auth()
-    class Owner:
-        """The session's token, fetched again whenever an answer is 401 (tests/st_session)."""
-
-        def get(self, case: Any, context: Any) -> str:
-            return session.token()
-
-        def set(self, case: Any, data: str, context: Any) -> None:
-            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+    schema.auth()(auth_provider(session))
 
     failures: list[str] = []
     errors: list[str] = []

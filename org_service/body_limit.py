@@ -15,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _BODY = json.dumps({"error": "payload_too_large",
                     "detail": "The request body is larger than this route accepts"}).encode()
 
+_REPLACED = {b"content-type", b"content-length", b"connection"}
+
 
 class JSONPayloadTooLarge:
     def __init__(self, app: ASGIApp) -> None:
@@ -32,7 +34,11 @@ class JSONPayloadTooLarge:
                 headers = dict(message.get("headers", []))
                 if headers.get(b"content-type", b"").startswith(b"text/plain"):
                     rewriting = True
+                    # Its other headers stay (X-Request-ID, as on every answer).
+                    kept = [(name, value) for name, value in message.get("headers", [])
+                            if name.lower() not in _REPLACED]
                     await send({"type": "http.response.start", "status": 413, "headers": [
+                        *kept,
                         (b"content-type", b"application/json"),
                         (b"content-length", str(len(_BODY)).encode()),
                         (b"connection", b"close"),

@@ -26,6 +26,7 @@ from pymongo.errors import (
     WTimeoutError,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from org_service.organizations import errors as lifecycle
 
@@ -362,6 +363,19 @@ def _field_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
     return problems
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method of every route on this request's path. Starlette's 405 names only the
+    methods of the first route that matched the path, and a path here is often split over
+    several routes (GET and POST /org/records/{kind} are two), so its `Allow` was short."""
+    scope = {**request.scope, "method": "GET"}  # matched on the path alone
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
@@ -380,9 +394,12 @@ def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
         return render(InvalidInput(_field_problems(exc)))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return _render(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return _render(exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(DuplicateKeyError)
     async def _duplicate(_: Request, exc: DuplicateKeyError) -> JSONResponse:

@@ -16,10 +16,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from org_service.db import Document
+from org_service.segments import segment
 
 TOKEN_BYTES = 32  # 256 bits
 # secrets.token_urlsafe(32): 43 characters of the URL-safe base64 alphabet.
-LinkToken = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
+# Routed by this pattern too: `/invitations/accept` is never a token "accept".
+LINK_TOKEN_PATTERN = segment("linktoken", r"^[A-Za-z0-9_-]{43}$")
+LinkToken = Annotated[str, StringConstraints(pattern=LINK_TOKEN_PATTERN)]
 
 
 def token_hash(token: str) -> str:

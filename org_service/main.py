@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -48,6 +49,7 @@ from org_service.members import endpoints as member_endpoints
 from org_service.members.repository import MemberRepository
 from org_service.members.service import MemberService
 from org_service.observability import Metrics, ObservabilityMiddleware, configure_logging
+from org_service.openapi import complete
 from org_service.operations.operator import Operator
 from org_service.operations.restore import Restorer
 from org_service.operations.restore import register as register_restore
@@ -246,6 +248,12 @@ EXEMPT_FROM_ADMISSION = frozenset({"/health", "/ready", "/metrics"})
 class OrgServiceAPI(FastAPI):
     admission: TenantAdmission
     request_admission: RequestAdmission
+
+    def openapi(self) -> dict[str, Any]:
+        # Built once, as FastAPI does; what every operation may answer is added in one place.
+        if self.openapi_schema is None:
+            complete(super().openapi(), unshed=EXEMPT_FROM_ADMISSION)
+        return super().openapi()
 
     def build_middleware_stack(self) -> ASGIApp:
         return ReleaseAdmission(JSONPayloadTooLarge(super().build_middleware_stack()),

@@ -43,7 +43,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 REQUEST_ID_HEADER = "X-Request-ID"
 # Ids from clients and proxies are echoed into headers and logs: bounded, no spaces or
 # control characters, so they can neither split a header nor forge a log field.
-_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+=/-]{0,127}")
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:+=/-]{0,127}$"
+_VALID_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 # Unmatched paths share one label: a scanner must not create one time series per URL.
 UNMATCHED_ROUTE = "<unmatched>"
 access_log = logging.getLogger("org_service.access")
@@ -216,7 +217,10 @@ class CommandMetrics(monitoring.CommandListener):
 
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
-    return str(getattr(route, "path", UNMATCHED_ROUTE)) if route is not None else UNMATCHED_ROUTE
+    # The template as documented (`{record_id}`), not as routed (`{record_id:objectid}`).
+    if route is None:
+        return UNMATCHED_ROUTE
+    return str(getattr(route, "path_format", UNMATCHED_ROUTE))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -6,8 +6,10 @@ skipped. The sort key must end in a unique field (normally `_id`).
 
 The cursor is opaque to clients: base64url(BSON of the key values + a truncated HMAC). The
 MAC covers a *scope* string chosen by the caller (tenant, resource, sort order), so a cursor
-that was altered, forged or taken from another listing is refused (422) instead of
-silently paging somewhere else.
+that was altered, forged or taken from another listing is refused instead of silently
+paging somewhere else. Its form (CURSOR_PATTERN) is in the document, and a cursor of
+another form is a 422; one of that form this listing never issued names no page: 404, as
+an id that names nothing does (the MAC is a rule no schema can state).
 
 The helper never touches MongoDB: it builds the filter, sort and limit for a repository to
 run, then turns the fetched documents into a page.
@@ -19,21 +21,28 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import bson
 from bson.codec_options import CodecOptions
 from bson.errors import BSONError
+from fastapi import Query
+from pydantic import StringConstraints
 
 from org_service.db import Document
-from org_service.errors import Unprocessable
+from org_service.errors import NotFound, Unprocessable
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 _MAC_BYTES = 16
 _MAX_CURSOR_CHARS = 2048
+CURSOR_PATTERN = rf"^[A-Za-z0-9_-]{{1,{_MAX_CURSOR_CHARS}}}$"
+# A cursor as a request names it (a query parameter or a body field).
+CursorText = Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)]
+After = Annotated[CursorText | None, Query(description="The `next` of the previous page")]
 _CODEC: CodecOptions[Document] = CodecOptions(tz_aware=True)
 
 
@@ -82,11 +91,13 @@ class CursorCodec:
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
     def decode(self, scope: str, token: str, arity: int) -> list[Any]:
-        invalid = Unprocessable(
-            "Invalid cursor in 'after': pass back the 'next' value of the previous page of "
-            "this same listing, unchanged")
-        if not token or len(token) > _MAX_CURSOR_CHARS or not token.isascii():
-            raise invalid
+        if not re.fullmatch(CURSOR_PATTERN, token):
+            raise Unprocessable(
+                "Invalid cursor in 'after': pass back the 'next' value of the previous page "
+                "of this same listing, unchanged")
+        invalid = NotFound(
+            "No page of this listing at the cursor in 'after': pass back the 'next' value "
+            "of the previous page of this same listing, unchanged")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):

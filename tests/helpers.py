@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -52,6 +53,16 @@ async def login(client: httpx.AsyncClient, email: str, password: str) -> str:
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
     return token
+
+
+# A value each path parameter routes with: ids are 24 hex digits unless named here (a
+# segment such as `{record_id}` only routes what its pattern allows, org_service/segments.py).
+SAMPLE_SEGMENTS = {"kind": "tasks", "name": "idx", "token": "A" * 43}
+
+
+def routable(template: str) -> str:
+    """A concrete path the route of `template` (as documented, `{record_id}`) answers."""
+    return re.sub(r"\{(\w+)\}", lambda m: SAMPLE_SEGMENTS.get(m[1], "0" * 24), template)
 
 
 def client_for(app: Any, address: str = "203.0.113.7") -> httpx.AsyncClient:

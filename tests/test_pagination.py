@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from bson import ObjectId
 
-from org_service.errors import Unprocessable
+from org_service.errors import NotFound, Unprocessable
 from org_service.pagination import CursorCodec, Pager, SortOrder
 
 CODEC = CursorCodec(b"k" * 32)
@@ -42,8 +42,15 @@ def test_cursor_refused_when_changed_or_misused(change: str) -> None:
         token = token[:3] + ("A" if token[3] != "A" else "B") + token[4:]
     else:
         token = token[:-4]
-    with pytest.raises(Unprocessable):
+    # Of the documented form, but never issued for this listing: it names no page.
+    with pytest.raises(NotFound):
         codec.decode(scope, token, arity)
+
+
+@pytest.mark.parametrize("token", ["", "not a cursor", "x=", "é", "A" * 2049])
+def test_a_cursor_of_another_form_is_422(token: str) -> None:
+    with pytest.raises(Unprocessable):
+        CODEC.decode("scope", token, 2)
 
 
 def test_pager_pages_and_signals_the_last_page() -> None:

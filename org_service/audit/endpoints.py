@@ -6,21 +6,24 @@ from fastapi import APIRouter, Query
 
 from org_service.audit.schemas import AuditPage
 from org_service.deps import AuditReader, ServicesDep
-from org_service.errors import BadRequest, Forbidden, Unauthorized, responses
+from org_service.errors import BadRequest, Forbidden, NotFound, Unauthorized, responses
+from org_service.pagination import CursorText
 from org_service.strict_json import StrictJSONRoute
 
 AUDIT_PAGE_MAX = 200
 PageLimit = Annotated[int, Query(ge=1, le=AUDIT_PAGE_MAX, description="1-200 entries")]
-Cursor = Annotated[str | None, Query(
-    max_length=2048, description="The `next` of the previous page; omit for the newest")]
-OldCursor = Annotated[str | None, Query(
-    max_length=2048, deprecated=True, description="The same as `after` (its first name)")]
+Cursor = Annotated[CursorText | None, Query(
+    description="The `next` of the previous page; omit for the newest")]
+# Still read, no longer documented: with both names in the document a generated client
+# may send both, which is a 400 no schema can state.
+OldCursor = Annotated[CursorText | None, Query(
+    include_in_schema=False, description="The same as `after` (its first name)")]
 
 router = APIRouter(prefix="/org", tags=["Audit"], route_class=StrictJSONRoute)
 
 
 @router.get("/audit", response_model=AuditPage,
-            responses=responses(BadRequest, Unauthorized, Forbidden))
+            responses=responses(BadRequest, Unauthorized, Forbidden, NotFound))
 async def list_audit(tenant: AuditReader, services: ServicesDep, limit: PageLimit = 50,
                      after: Cursor = None, before: OldCursor = None) -> AuditPage:
     """The caller's organization's audit trail, newest first; pass `next` back as `after`

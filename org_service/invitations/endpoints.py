@@ -27,6 +27,7 @@ from org_service.invitations.schemas import (
     InvitationView,
     InvitationWithLink,
 )
+from org_service.pagination import After
 from org_service.strict_json import StrictJSONRoute
 from org_service.tenancy import TenantContext
 
@@ -37,8 +38,6 @@ public_router = APIRouter(prefix="/invitations", tags=["Invitations"],
                           route_class=StrictJSONRoute)
 
 PageLimit = Annotated[int, Query(ge=1, le=200, description="1-200 invitations")]
-After = Annotated[str | None, Query(max_length=2048,
-                                    description="The `next` of the previous page")]
 
 
 def _event(tenant: TenantContext, target: str) -> AuditEvent:
@@ -48,7 +47,7 @@ def _event(tenant: TenantContext, target: str) -> AuditEvent:
 
 @router.post("/invitations", status_code=status.HTTP_201_CREATED,
              response_model=InvitationWithLink,
-             responses={**responses(Conflict, PermissionDenied),
+             responses={**responses(NotFound, Conflict, PermissionDenied),
                         200: {"model": InvitationWithLink, "description": (
                             "This email's pending invitation, already made (no link)")}})
 async def create_invitation(body: InvitationCreate, tenant: Inviter, services: ServicesDep,
@@ -57,7 +56,8 @@ async def create_invitation(body: InvitationCreate, tenant: Inviter, services: S
     """Invite someone by email (owners and admins: any role but owner, up to their own; a
     manager: employees who will report to them). The link goes out by mail and is in this
     answer once. An email with a pending invitation here gets that one (200, no link);
-    an email that has an account anywhere, 409."""
+    an email that has an account anywhere, 409; a manager_id that names no active member,
+    404."""
     async with auditor.action("invitation.create", _event(tenant, str(body.email))) as event:
         invitation, created = await services.invitations.create(tenant, body)
         event.target = f"{invitation.id} {invitation.email} ({invitation.role})"
@@ -68,7 +68,7 @@ async def create_invitation(body: InvitationCreate, tenant: Inviter, services: S
     return invitation
 
 
-@router.get("/invitations", response_model=InvitationPage)
+@router.get("/invitations", response_model=InvitationPage, responses=responses(NotFound))
 async def list_invitations(tenant: Inviter, services: ServicesDep, limit: PageLimit = 50,
                            after: After = None, state: InvitationState | None = None
                            ) -> InvitationPage:
@@ -97,7 +97,7 @@ async def revoke_invitation(invitation_id: InvitationId, tenant: Inviter,
         return await services.invitations.revoke(tenant, invitation_id)
 
 
-@public_router.get("/{token}", response_model=InvitationView,
+@public_router.get("/{token:linktoken}", response_model=InvitationView,
                    responses=responses(NotFound, Gone, TooManyRequests))
 async def view_invitation(token: Annotated[InvitationToken, Path()], services: ServicesDep,
                           auditor: CurrentAuditor) -> InvitationView:

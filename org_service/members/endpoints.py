@@ -37,6 +37,7 @@ from org_service.members.schemas import (
     RoleName,
     member_public,
 )
+from org_service.pagination import After
 from org_service.strict_json import StrictJSONRoute
 from org_service.tenancy import TenantContext
 from org_service.verification.endpoints import record_email_change
@@ -48,8 +49,6 @@ me_router = APIRouter(tags=["Members"], route_class=StrictJSONRoute,
                       responses=responses(*TENANT_ERRORS))
 
 PageLimit = Annotated[int, Query(ge=1, le=200, description="1-200 members")]
-After = Annotated[str | None, Query(max_length=2048,
-                                    description="The `next` of the previous page")]
 
 
 def _event(tenant: TenantContext, target: str) -> AuditEvent:
@@ -57,7 +56,7 @@ def _event(tenant: TenantContext, target: str) -> AuditEvent:
                       target=target)
 
 
-@router.get("/members", response_model=MemberPage)
+@router.get("/members", response_model=MemberPage, responses=responses(NotFound))
 async def list_members(
     tenant: MemberReader, services: ServicesDep, limit: PageLimit = 50, after: After = None,
     role: RoleName | None = None, state: MemberState | None = None,
@@ -73,7 +72,7 @@ async def list_members(
 
 
 @router.post("/members", status_code=status.HTTP_201_CREATED, response_model=MemberPublic,
-             responses=responses(Conflict, PayloadTooLarge))
+             responses=responses(NotFound, Conflict, PayloadTooLarge))
 async def add_member(body: MemberCreate, tenant: MemberManager, services: ServicesDep,
                      auditor: CurrentAuditor) -> MemberPublic:
     """Add a member with an initial password (owners and admins; nobody grants a role above
@@ -98,7 +97,7 @@ async def update_member(member_id: MemberId, body: MemberUpdate, tenant: MemberM
                         services: ServicesDep, auditor: CurrentAuditor) -> MemberPublic:
     """Change a member's name, role, manager, title, department or attributes. Only an
     owner changes an owner; the last active owner cannot be demoted (409); a manager must
-    be an active member and not one of the member's own reports (422)."""
+    be an active member (404) and not one of the member's own reports (409)."""
     async with auditor.action("member.update", _event(tenant, member_id)):
         updated, former_role = await services.members.update(tenant, member_id, body)
     if former_role is not None:

@@ -3,19 +3,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
 
-from org_service.models import Email, Password, RequestModel
+from org_service.models import NOT_BLANK, Email, Password, RequestModel
+from org_service.records.validation import RECORD_DATA_SCHEMA
 
 RoleName = Literal["owner", "admin", "manager", "employee"]
 MemberState = Literal["active", "suspended"]
 MemberId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}$")]
 PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                              max_length=200)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+                                              max_length=200), Field(json_schema_extra=NOT_BLANK)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+                  Field(json_schema_extra=NOT_BLANK)]
 # A few small facts about a person (employee number, location...): the same key rules as
 # records, at most ATTRIBUTES_MAX_BYTES as BSON.
-Attributes = Annotated[dict[str, Any], Field(description=(
+Attributes = Annotated[dict[str, Any], WithJsonSchema(RECORD_DATA_SCHEMA), Field(description=(
     "Free-form facts about the member: keys never start with '$' and hold no '.' or NUL, "
     "at most 4 KiB as BSON"))]
 ATTRIBUTES_MAX_BYTES = 4096
@@ -37,7 +40,8 @@ class MemberUpdate(RequestModel):
     """Only what is sent changes; `manager_id`, `title` and `department` may be null to
     clear them."""
 
-    name: PersonName | None = None
+    # A name can change, never go (null is a 422): the document shows no null for it.
+    name: PersonName | SkipJsonSchema[None] = None
     role: RoleName | None = None
     manager_id: MemberId | None = None
     title: Label | None = None

@@ -308,7 +308,7 @@ class MemberService:
 
     async def valid_manager(self, tenant: TenantContext, manager_id: str | None
                             ) -> ObjectId | None:
-        """The manager a new member may be given (422 when it is not an active member)."""
+        """The manager a new member may be given (404 when it is not an active member)."""
         return await self._manager(tenant, manager_id, for_member=None)
 
     async def _manager(self, tenant: TenantContext, manager_id: str | None, *,
@@ -317,18 +317,18 @@ class MemberService:
         (or equal to) the member in the hierarchy."""
         if manager_id is None:
             return None
-        loc = ("body", "manager_id")
         manager = await self.members.get_in(tenant.organization["_id"], ObjectId(manager_id))
         if manager is None or manager.get("state", ACTIVE) != ACTIVE:
-            raise invalid(problem(loc, "manager_id must be an active member of your "
-                                       "organization"))
+            # Like an id in a path that names nothing (a reference no schema can check).
+            raise NotFound("manager_id names no active member of your organization")
         if for_member is not None:
             current: Document | None = manager
             for _ in range(REPORTS_MAX_DEPTH + 1):
                 if current is None:
                     break
                 if current["_id"] == for_member:
-                    raise invalid(problem(loc, "this manager reports to the member: a cycle"))
+                    raise Conflict("manager_id: this manager reports to the member "
+                                   "(or is the member); that would make a cycle")
                 above = current.get("manager_id")
                 current = (await self.members.get_in(tenant.organization["_id"], above)
                            if above is not None else None)

@@ -24,6 +24,7 @@ from org_service.errors import (
     responses,
 )
 from org_service.organizations.schemas import (
+    IDEMPOTENCY_KEY_PATTERN,
     OrganizationCreate,
     OrganizationCreated,
     OrganizationDelete,
@@ -42,9 +43,10 @@ from org_service.verification.endpoints import record_email_change
 router = APIRouter(prefix="/org", tags=["Organizations"], route_class=StrictJSONRoute)
 
 IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key",
+    alias="Idempotency-Key", json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
     description="Replaying a key with the same body returns the first response; "
-                "with another body: 422")]
+                "with another body: 422. 1-255 printable ASCII characters, bare or as a "
+                "quoted string; another value is a 400")]
 
 
 @router.post("/create", status_code=status.HTTP_201_CREATED, response_model=OrganizationCreated,

@@ -9,6 +9,12 @@ from org_service.db import Document
 from org_service.models import Email, Password, RequestModel
 from org_service.naming import OrganizationName
 
+IDEMPOTENCY_KEY_MAX = 255
+# An RFC 8941 string ("...", any printable ASCII inside) or a bare token (printable ASCII,
+# no spaces at its ends), 1-255 characters either way; spaces or tabs around are ignored.
+IDEMPOTENCY_KEY_PATTERN = (rf'^[ \t]*("([ -~]{{1,{IDEMPOTENCY_KEY_MAX}}})"'
+                           rf'|([!-~](?:[ -~]{{0,{IDEMPOTENCY_KEY_MAX - 2}}}[!-~])?))[ \t]*$')
+
 # An organization's states: only an active one serves its tenant; the others are the
 # moments of a journaled create, rename or delete (see lifecycle.py).
 ACTIVE = "active"

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from dataclasses import dataclass
 
 from bson import ObjectId
@@ -31,6 +32,8 @@ from org_service.organizations.lifecycle import LifecycleManager
 from org_service.organizations.repository import IdempotencyKeys, OrganizationRepository
 from org_service.organizations.schemas import (
     ACTIVE,
+    IDEMPOTENCY_KEY_MAX,
+    IDEMPOTENCY_KEY_PATTERN,
     VISIBLE,
     OrganizationCreate,
     OrganizationCreated,
@@ -45,7 +48,6 @@ from org_service.security import PasswordHasher
 from org_service.tenancy import TenantContext
 
 log = logging.getLogger(__name__)
-IDEMPOTENCY_KEY_MAX = 255
 
 
 def _different_body() -> Unprocessable:
@@ -63,13 +65,12 @@ def idempotency_key(header: str | None) -> str | None:
     """The key of an `Idempotency-Key` header: an RFC 8941 string ("...") or a bare token."""
     if header is None:
         return None
-    key = header.strip()
-    if len(key) >= 2 and key[0] == key[-1] == '"':
-        key = key[1:-1]
-    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not all(" " <= c <= "~" for c in key):
+    found = re.fullmatch(IDEMPOTENCY_KEY_PATTERN, header)
+    if found is None:
         raise BadRequest(f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable ASCII "
                          "characters")
-    return key
+    quoted, bare = found[2], found[3]
+    return quoted if quoted is not None else bare
 
 
 @dataclass(frozen=True, slots=True)

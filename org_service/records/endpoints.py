@@ -4,6 +4,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
+from pydantic import WithJsonSchema
 
 from org_service.audit.service import AuditEvent
 from org_service.deps import (
@@ -24,9 +25,10 @@ from org_service.errors import (
     PreconditionFailed,
     responses,
 )
-from org_service.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from org_service.pagination import DEFAULT_LIMIT, MAX_LIMIT, After
 from org_service.records.schemas import (
     BULK_MAX_BODY_BYTES,
+    IF_MATCH_PATTERN,
     MAX_BULK_ITEMS,
     BulkCreated,
     IndexCreate,
@@ -43,18 +45,23 @@ from org_service.records.schemas import (
     RecordPolicy,
     RecordQuery,
 )
+from org_service.records.validation import MAX_DEPTH, RECORD_DATA_SCHEMA
 from org_service.strict_json import StrictJSONRoute
 
 # Every route here sits behind the tenant context, so each may answer 401 or 403.
 router = APIRouter(prefix="/org", tags=["Tenant records"], route_class=StrictJSONRoute,
                    responses=responses(*TENANT_ERRORS))
 
-RecordData = Annotated[dict[str, Any], Body(
-    description="The record's data: any JSON object (keys without `$`, `.` or NUL, "
-                "depth <= 20, at most MAX_RECORD_BYTES as BSON)",
+RecordData = Annotated[dict[str, Any], WithJsonSchema(RECORD_DATA_SCHEMA), Body(
+    description="The record's data: any JSON object (keys not empty, without `$` first or "
+                "`.` or NUL anywhere; numbers from -2^63 to below 2^63). Beyond the schema: "
+                f"at most {MAX_DEPTH} levels of nesting (422) and at most MAX_RECORD_BYTES "
+                "as BSON (413)",
     examples=[{"name": "Ada Lovelace", "department": "engineering"}])]
 IfMatch = Annotated[str | None, Header(
-    alias="If-Match", description="Only change the record if it is still at this version")]
+    alias="If-Match", json_schema_extra={"pattern": IF_MATCH_PATTERN},
+    description="Only change the record if it is still at this version (`3`, `\"3\"` or "
+                "`W/\"3\"`; `*`: any version); another value is a 422")]
 
 
 def _etag(response: Response, record: Record) -> Record:
@@ -75,7 +82,7 @@ async def create_record(kind: Kind, data: RecordData, tenant: RecordWriter,
              responses=responses(PayloadTooLarge))
 async def create_records(
     kind: Kind, tenant: RecordWriter, services: ServicesDep,
-    items: Annotated[list[dict[str, Any]], Body(
+    items: Annotated[list[Annotated[dict[str, Any], WithJsonSchema(RECORD_DATA_SCHEMA)]], Body(
         min_length=1, max_length=MAX_BULK_ITEMS,
         description="Up to 1,000 record data objects: all are stored or none (a 422 lists "
                     "every bad item; the body may be up to 16 MiB)")],
@@ -90,12 +97,11 @@ async def list_kinds(tenant: RecordReader, services: ServicesDep) -> KindList:
     return await services.records.kinds(tenant)
 
 
-@router.get("/records/{kind}", response_model=RecordPage)
+@router.get("/records/{kind}", response_model=RecordPage, responses=responses(NotFound))
 async def list_records(
     kind: Kind, tenant: RecordReader, services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    after: Annotated[str | None, Query(max_length=2048,
-                                       description="The `next` of the previous page")] = None,
+    after: After = None,
     order: Annotated[Literal["asc", "desc"], Query(description="By creation time")] = "asc",
 ) -> RecordPage:
     """Records of `kind` by creation time, a page at a time (cursor stable under inserts)."""
@@ -103,7 +109,8 @@ async def list_records(
                                        descending=order == "desc")
 
 
-@router.post("/records/{kind}/query", response_model=RecordPage)
+@router.post("/records/{kind}/query", response_model=RecordPage,
+             responses=responses(NotFound))
 async def query_records(kind: Kind, body: RecordQuery, tenant: RecordReader,
                         services: ServicesDep) -> RecordPage:
     """Records of `kind` matching a filter (a safe subset of MongoDB's), paged."""
@@ -142,7 +149,7 @@ async def organization_stats(tenant: StatsReader, services: ServicesDep) -> Orga
                              collection=records.collection)
 
 
-@router.get("/records/{kind}/{record_id}", response_model=Record,
+@router.get("/records/{kind}/{record_id:objectid}", response_model=Record,
             responses=responses(NotFound))
 async def get_record(kind: Kind, record_id: RecordId, tenant: TenantReadingRecord,
                      services: ServicesDep, response: Response) -> Record:
@@ -150,7 +157,7 @@ async def get_record(kind: Kind, record_id: RecordId, tenant: TenantReadingRecor
     return _etag(response, await services.records.get(tenant, kind, record_id))
 
 
-@router.put("/records/{kind}/{record_id}", response_model=Record,
+@router.put("/records/{kind}/{record_id:objectid}", response_model=Record,
             responses=responses(NotFound, PreconditionFailed, PayloadTooLarge))
 async def replace_record(kind: Kind, record_id: RecordId, data: RecordData,
                          tenant: RecordWriter, services: ServicesDep, response: Response,
@@ -160,14 +167,15 @@ async def replace_record(kind: Kind, record_id: RecordId, data: RecordData,
         tenant, kind, record_id, data, if_match))
 
 
-@router.patch("/records/{kind}/{record_id}", response_model=Record,
+@router.patch("/records/{kind}/{record_id:objectid}", response_model=Record,
               responses=responses(NotFound, PreconditionFailed, PayloadTooLarge,
                                   Conflict))
 async def patch_record(
     kind: Kind, record_id: RecordId, tenant: RecordWriter, services: ServicesDep,
     response: Response,
-    patch: Annotated[dict[str, Any], Body(
-        description="JSON merge patch (RFC 7396): null removes a field, objects merge",
+    patch: Annotated[dict[str, Any], WithJsonSchema(RECORD_DATA_SCHEMA), Body(
+        description="JSON merge patch (RFC 7396): null removes a field, objects merge; the "
+                    "same rules as a record's data",
         media_type="application/merge-patch+json",
         examples=[{"title": "Lead engineer", "phone": None}])],
     if_match: IfMatch = None,
@@ -177,7 +185,7 @@ async def patch_record(
         tenant, kind, record_id, patch, if_match))
 
 
-@router.delete("/records/{kind}/{record_id}", status_code=status.HTTP_204_NO_CONTENT,
+@router.delete("/records/{kind}/{record_id:objectid}", status_code=status.HTTP_204_NO_CONTENT,
                responses=responses(NotFound, PreconditionFailed))
 async def delete_record(kind: Kind, record_id: RecordId, tenant: RecordWriter,
                         services: ServicesDep, if_match: IfMatch = None) -> Response:

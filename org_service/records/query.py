@@ -14,8 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from org_service.db import Document
+from org_service.openapi import component, ref
 from org_service.pagination import SortOrder
-from org_service.records.validation import Loc, invalid, key_problem, problem, shape_problems
+from org_service.records.validation import (
+    FIELD_PATH_PATTERN,
+    RECORD_VALUE,
+    Loc,
+    invalid,
+    key_problem,
+    problem,
+    shape_problems,
+)
 
 COMPARISONS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
 LISTS = frozenset({"$in", "$nin"})
@@ -159,3 +168,43 @@ def compile_sort(spec: dict[str, Any] | None, loc: Loc = ("body", "sort")) -> So
     if direction not in (1, -1) or isinstance(direction, bool):
         raise _fail((*loc, key), "sort direction is 1 (ascending) or -1 (descending)")
     return SortOrder(SORT_FIELDS[key], direction)
+
+
+# -- the same language for the OpenAPI document ---------------------------------------------
+# What compile_filter and compile_sort accept, as JSON Schema (RecordValue is a record's
+# literal value: its objects have no `$` keys, so an object is either a literal or a
+# document of operators). Only the nesting bound (MAX_FILTER_DEPTH) is left to the words.
+_SPECIAL = "".join("\\" + c for c in sorted(_REGEX_SPECIAL))
+_OPERATORS = component("RecordOperators", {
+    "type": "object", "minProperties": 1,
+    "propertyNames": {"enum": sorted(FIELD_OPERATORS)},
+    "properties": {
+        **{op: RECORD_VALUE for op in sorted(COMPARISONS)},
+        **{op: {"type": "array", "maxItems": MAX_LIST, "items": RECORD_VALUE}
+           for op in sorted(LISTS)},
+        "$exists": {"type": "boolean"},
+        "$not": ref("RecordOperators"),
+        "$regex": {"type": "string", "maxLength": MAX_REGEX_CHARS,
+                   "pattern": f"^\\^([^{_SPECIAL}]|\\\\[{_SPECIAL}])*$"},
+        "$options": {"enum": sorted(REGEX_OPTIONS)},
+    },
+    "dependentRequired": {"$options": ["$regex"]},
+    "description": "Operators on one field: $eq $ne $gt $gte $lt $lte $in $nin $exists $not, "
+                   "and $regex as an anchored literal prefix (`^` then plain or escaped "
+                   "characters) with $options \"i\"",
+})
+FILTER_SCHEMA = component("RecordFilter", {
+    "type": "object",
+    "propertyNames": {"anyOf": [{"enum": sorted(LOGICAL)}, {
+        "maxLength": MAX_PATH_CHARS, "pattern": FIELD_PATH_PATTERN}]},
+    "properties": {op: {"type": "array", "minItems": 1, "maxItems": MAX_BRANCHES,
+                        "items": ref("RecordFilter")} for op in sorted(LOGICAL)},
+    "additionalProperties": {"anyOf": [RECORD_VALUE, _OPERATORS]},
+    "description": "MongoDB-style filter over data fields (dotted paths), $and and $or; "
+                   f"nested at most {MAX_FILTER_DEPTH} levels (deeper: 422)",
+})
+SORT_SCHEMA = {"anyOf": [{
+    "type": "object", "maxProperties": 1,  # {} sorts by creation, as null does
+    "propertyNames": {"enum": list(SORT_FIELDS)},
+    "additionalProperties": {"enum": [1, -1]}}, {"type": "null"}],
+    "description": f"One of {', '.join(SORT_FIELDS)}: 1 or -1"}

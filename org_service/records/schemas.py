@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import Path
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from org_service.members.schemas import MemberCount
 from org_service.models import RequestModel
-from org_service.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from org_service.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorText
+from org_service.records.query import FILTER_SCHEMA, SORT_SCHEMA
+from org_service.records.validation import FIELD_PATH_PATTERN
+from org_service.segments import segment
 
 KIND_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 MAX_BULK_ITEMS = 1000
@@ -18,7 +21,12 @@ MAX_BULK_ITEMS = 1000
 BULK_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 Kind = Annotated[str, Path(pattern=KIND_PATTERN, description="Record kind, e.g. `employees`")]
-RecordId = Annotated[str, Path(max_length=64, description="The record id (24 hex digits)")]
+# Only 24 hex digits route to a record: `/org/records/{kind}/bulk` is never a record "bulk".
+RECORD_ID_PATTERN = segment("objectid", r"^[0-9a-fA-F]{24}$")
+RecordId = Annotated[str, Path(pattern=RECORD_ID_PATTERN,
+                               description="The record id (24 hex digits)")]
+# If-Match: `*` (any version) or a version, as `3`, `"3"` or `W/"3"`, spaces around allowed.
+IF_MATCH_PATTERN = r'^[ \t]*(\*|(W/)?"?([0-9]{1,18})"?)[ \t]*$'
 IndexName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 KindName = Annotated[str, StringConstraints(pattern=KIND_PATTERN)]
 
@@ -53,23 +61,38 @@ class KindList(BaseModel):
 
 
 class RecordQuery(RequestModel):
-    filter: dict[str, Any] = Field(
+    # Validated by records/query.py (its messages name the exact place); documented by the
+    # schemas written there from the same constants (a bare `$ref` here would be taken
+    # for one of pydantic's own definitions, hence the allOf).
+    filter: Annotated[dict[str, Any], WithJsonSchema({"allOf": [FILTER_SCHEMA]})] = Field(
         default_factory=dict,
         description="MongoDB-style filter over data fields: $eq $ne $gt $gte $lt $lte $in $nin "
                     "$exists $and $or $not, and $regex as an anchored literal prefix only",
         examples=[{"department": "sales", "age": {"$gte": 30}}])
-    sort: dict[str, Any] | None = Field(
+    sort: Annotated[dict[str, Any] | None, WithJsonSchema(SORT_SCHEMA)] = Field(
         default=None, description="One of created_at, updated_at, id: 1 or -1",
         examples=[{"created_at": -1}])
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    after: str | None = Field(default=None, max_length=2048)
+    after: CursorText | None = None
 
 
 PolicyRole = Literal["owner", "admin", "manager", "employee"]
 
 
+def _writers_read(schema: dict[str, Any]) -> None:
+    # The rule set_policy enforces, for the document: a role in `write` is in `read` too
+    # (owners and admins are added to both, so only the other roles are stated).
+    schema["allOf"] = [
+        {"if": {"properties": {"write": {"contains": {"const": role}}}, "required": ["write"]},
+         "then": {"properties": {"read": {"contains": {"const": role}}},
+                  "required": ["read"]}}
+        for role in get_args(PolicyRole) if role not in ("owner", "admin")]
+
+
 class RecordPolicy(RequestModel):
     """Who reads and who writes a kind's records (owners and admins always do both)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_writers_read)
 
     read: list[PolicyRole] = Field(max_length=4, description="Roles that read this kind")
     write: list[PolicyRole] = Field(max_length=4, description=(
@@ -99,14 +122,18 @@ class OrganizationStats(BaseModel):
 
 
 class IndexField(RequestModel):
-    path: str = Field(min_length=1, max_length=256, description="Dotted path into data")
+    path: str = Field(min_length=1, max_length=256, description="Dotted path into data",
+                      json_schema_extra={"pattern": FIELD_PATH_PATTERN})
     order: Literal[1, -1] = 1
 
 
 class IndexCreate(RequestModel):
     name: IndexName
     kind: KindName
-    fields: list[IndexField] = Field(min_length=1, max_length=4)
+    fields: list[IndexField] = Field(
+        min_length=1, max_length=4, json_schema_extra={"uniqueItems": True},
+        description="Each path at most once: the same path twice, in either order, is a 409 "
+                    "(no schema can compare the items' paths)")
 
 
 class IndexInfo(BaseModel):

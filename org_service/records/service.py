@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -32,6 +33,7 @@ from org_service.records import policy
 from org_service.records.query import compile_filter, compile_sort, field_path
 from org_service.records.repository import USER_INDEX_PREFIX, RecordRepository, TenantRecords
 from org_service.records.schemas import (
+    IF_MATCH_PATTERN,
     BulkCreated,
     CollectionSize,
     IndexCreate,
@@ -73,12 +75,13 @@ def to_record(doc: Document) -> Record:
 
 def expected_version(if_match: str | None) -> int | None:
     """The version an If-Match header demands: `3`, `"3"` or `W/"3"`; `*` (or none) = any."""
-    if if_match is None or if_match.strip() == "*":
+    if if_match is None:
         return None
-    value = if_match.strip().removeprefix("W/").strip('"')
-    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+    found = re.fullmatch(IF_MATCH_PATTERN, if_match)
+    if found is None:
         raise Unprocessable("If-Match must be a record version, e.g. If-Match: 3")
-    return int(value)
+    version = found[3]  # the digits; None for `*`
+    return int(version) if version else None
 
 
 def _not_found(kind: str, record_id: str) -> NotFound:
@@ -330,7 +333,8 @@ class RecordService:
         keys = [("data." + field_path(f.path, ("body", "fields", i, "path")), f.order)
                 for i, f in enumerate(body.fields)]
         if len({k for k, _ in keys}) != len(keys):
-            raise Unprocessable("Each field may appear once in an index")
+            # 409, not 422: the document cannot state it (JSON Schema compares whole items).
+            raise Conflict("Each field may appear once in an index")
         building = IndexInfo(name=body.name, kind=body.kind, fields=body.fields, state="building")
         # The build holds the organization's collection: no rename or delete moves it
         # meanwhile, and one index change at a time keeps the cap a count in the database.

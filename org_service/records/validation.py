@@ -13,9 +13,19 @@ from typing import Any
 import bson
 
 from org_service.errors import InvalidInput, PayloadTooLarge
+from org_service.openapi import component, ref
+from org_service.strict_json import INT64_MAX, INT64_MIN
 
 MAX_DEPTH = 20
 MAX_PROBLEMS = 20
+# key_problem below as a pattern: not empty, no `$` first, no `.` or NUL anywhere.
+KEY_PATTERN = r"^[^$.\x00][^.\x00]*$"
+# A dotted path into data: keys as above joined by dots (query.field_path).
+FIELD_PATH_PATTERN = r"^[^$.\x00][^.\x00]*(\.[^$.\x00][^.\x00]*)*$"
+# Integers are BSON int64 (the JSON parser refuses others); other numbers are held to the
+# same range, because JSON Schema cannot tell 1e19 written as a float from an integer:
+# -2^63 <= n < 2^63 is the one range a document can state for both.
+NUMBER_MIN, NUMBER_LIMIT = INT64_MIN, INT64_MAX + 1
 
 Loc = tuple[str | int, ...]
 
@@ -50,6 +60,9 @@ def shape_problems(value: Any, loc: Loc, *, depth: int = 1) -> list[dict[str, An
     stack: list[tuple[Any, Loc, int]] = [(value, loc, depth)]
     while stack and len(found) < MAX_PROBLEMS:
         current, where, level = stack.pop()
+        if isinstance(current, float) and not NUMBER_MIN <= current < NUMBER_LIMIT:
+            found.append(problem(where, "numbers must be at least -2^63 and below 2^63"))
+            continue
         if not isinstance(current, dict | list):
             continue
         if level > MAX_DEPTH:
@@ -87,3 +100,25 @@ def check_size(data: dict[str, Any], max_bytes: int, label: str = "the record") 
     msg = size_problem(data, max_bytes, label)
     if msg:
         raise PayloadTooLarge(msg)
+
+
+# -- the same rules for the OpenAPI document ------------------------------------------------
+# One schema without a `type`: each keyword binds only the values of its kind (keys and
+# values of objects, items of arrays, numbers), at every level. Not a union of types: a
+# generated client (openapi-python-client) drops every operation that reaches a union
+# referring to itself, while it reads this as "any JSON value". The depth bound is left
+# to the descriptions: as JSON Schema it is MAX_DEPTH copies, more blocks nested in a
+# generated client than Python compiles.
+RECORD_VALUE = component("RecordValue", {
+    "propertyNames": {"pattern": KEY_PATTERN},
+    "additionalProperties": ref("RecordValue"),
+    "items": ref("RecordValue"),
+    "minimum": NUMBER_MIN, "exclusiveMaximum": NUMBER_LIMIT,
+    "description": "Any JSON value: object keys not empty, without `$` first or `.` or NUL "
+                   "anywhere; numbers from -2^63 to below 2^63; nested at most "
+                   f"{MAX_DEPTH} levels in all (422 past it)"})
+
+# A record's data (and a patch, and member attributes): an object of such values.
+RECORD_DATA_SCHEMA = {
+    "type": "object", "propertyNames": {"pattern": KEY_PATTERN},
+    "additionalProperties": RECORD_VALUE}

@@ -113,7 +113,7 @@ REQUESTS: dict[tuple[str, str], Build] = {
 
 
 def declared() -> dict[tuple[str, str], str]:
-    return {(method, route.path): permissions(route.dependant)[0]
+    return {(method, route.path_format): permissions(route.dependant)[0]
             for route in api_routes(create_app()) for method in route.methods
             if permissions(route.dependant)}
 

@@ -66,6 +66,9 @@ async def test_duplicate_name_or_fields_is_409(client: httpx.AsyncClient) -> Non
     assert same_name.status_code == 409
     same_fields = await client.post("/org/indexes", headers=org.auth, json=index_body("b", "x"))
     assert same_fields.status_code == 409
+    # A field twice in one index: 409 as well (no schema can compare the items' paths).
+    twice = await client.post("/org/indexes", headers=org.auth, json=index_body("c", "y", "y"))
+    assert twice.status_code == 409, twice.text
     assert [ix["name"] for ix in (await client.get("/org/indexes", headers=org.auth)
                                   ).json()["indexes"]] == ["a"]
 
@@ -73,7 +76,7 @@ async def test_duplicate_name_or_fields_is_409(client: httpx.AsyncClient) -> Non
 @pytest.mark.parametrize("body", [
     index_body("Bad-Name"), index_body("1st"), index_body("x" * 49), index_body("ok", kind="A"),
     index_body("ok", "$where"), index_body("ok", "a..b"), index_body("ok", "a.$x"),
-    index_body("ok", "x", "x"), {"name": "ok", "kind": "employees", "fields": []},
+    {"name": "ok", "kind": "employees", "fields": []},
     {**index_body("ok"), "unique": True},
     {"name": "ok", "kind": "employees", "fields": [{"path": "a", "order": 2}]},
     {"name": "ok", "kind": "employees", "fields": [{"path": f"f{i}"} for i in range(5)]},

@@ -82,7 +82,7 @@ def test_every_body_route_is_covered() -> None:
     from org_service.main import create_app
     from tests.tenancy.test_route_guard import api_routes
 
-    with_body = {(method, route.path) for route in api_routes(create_app())
+    with_body = {(method, route.path_format) for route in api_routes(create_app())
                  if route.body_field is not None for method in route.methods}
     assert with_body == {(method, path) for method, path, _ in BODIES} | set(DATA_BODIES)
 

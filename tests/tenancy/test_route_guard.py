@@ -46,9 +46,9 @@ def permissions(dependant: Dependant) -> list[str]:
 def test_every_non_public_route_depends_on_the_tenant_context_with_one_permission() -> None:
     routes = list(api_routes(create_app()))
     assert {"/org/update", "/org/delete", "/admin/me", "/org/audit", "/org/create"} <= {
-        route.path for route in routes}
-    declared = {(route.path, method): permissions(route.dependant)
-                for route in routes if route.path not in PUBLIC_PATHS
+        route.path_format for route in routes}
+    declared = {(route.path_format, method): permissions(route.dependant)
+                for route in routes if route.path_format not in PUBLIC_PATHS
                 for method in route.methods}
     assert [key for key, found in declared.items() if len(found) != 1] == []
     assert declared[("/org/delete", "DELETE")] == ["org:delete"]
@@ -84,7 +84,7 @@ def test_every_request_body_forbids_unknown_fields() -> None:
         # Record bodies are the tenant's own free-form data (checked separately: they can
         # never set server-owned fields).
         if route.body_field is not None and not {
-                (method, route.path) for method in route.methods} & set(DATA_BODIES):
+                (method, route.path_format) for method in route.methods} & set(DATA_BODIES):
             bodies += 1
             model = route.body_field.field_info.annotation
             assert isinstance(model, type) and issubclass(model, BaseModel), route.path

@@ -42,6 +42,10 @@ def name_key(name: str | None) -> str | None:
     return name.strip().casefold() if name else None
 
 
+# Set on a member before the first email-change link is written (note_email_change).
+EMAIL_CHANGE_ASKED = "email_change_asked"
+
+
 class MemberRepository:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection = db["members"]
@@ -258,6 +262,13 @@ class MemberRepository:
              "role": member["role"], "state": member.get("state", ACTIVE),
              "manager_id": member.get("manager_id")},
             update, projection={"password_hash": 0}, return_document=ReturnDocument.AFTER)
+
+    async def note_email_change(self, member_id: ObjectId) -> None:
+        """Mark the member as having asked for an email change once: until then no change
+        can be waiting, and GET /me skips the link store (the tenant lookup reads the
+        member anyway). A hint, never cleared: the link store stays the truth."""
+        await self.collection.update_one({"_id": member_id, EMAIL_CHANGE_ASKED: {"$ne": True}},
+                                         {"$set": {EMAIL_CHANGE_ASKED: True}})
 
     async def active_owners(self, organization_id: ObjectId) -> int:
         return await self.collection.count_documents(

@@ -34,7 +34,7 @@ from org_service.auth.throttle import VerificationThrottle
 from org_service.db import Document, utcnow
 from org_service.errors import Conflict, NotFound, TooManyRequests
 from org_service.links import new_token
-from org_service.members.repository import ACTIVE, MemberRepository
+from org_service.members.repository import ACTIVE, EMAIL_CHANGE_ASKED, MemberRepository
 from org_service.models import email_key, mask_email
 from org_service.outbox.links import LinkMailer, count_request
 from org_service.outbox.messages import Message, Outbox
@@ -148,6 +148,9 @@ class EmailVerificationService:
         """Queue the link that makes `new_email` the member's email (applied at token
         `version`), and a notice to the current address. The email stays as it is. (The
         caller counted the request in `throttle` first.)"""
+        # The hint first: a crash after it leaves a hint with no change, never a change
+        # GET /me would not show.
+        await self.members.note_email_change(member["_id"])
         previous = await self.links.get(member["_id"])
         await self._send({**member, "token_version": version}, previous, to=new_email,
                          change=True)
@@ -158,7 +161,10 @@ class EmailVerificationService:
         self.outbox.notify()
 
     async def pending_email(self, member: Document) -> str | None:
-        """The address an email change of the member waits on (None: none)."""
+        """The address an email change of the member waits on (None: none). A member who
+        never asked for one costs no read."""
+        if not member.get(EMAIL_CHANGE_ASKED):
+            return None
         link = await self.links.get(member["_id"])
         if _live_change(link, member) and link is not None:
             pending: str = link["email"]

@@ -14,6 +14,7 @@ import pytest
 from bson import ObjectId
 
 from org_service.db import utcnow
+from org_service.verification.repository import EmailVerificationRepository
 from tests.helpers import DEFAULT_PASSWORD, app_with, client_for, create_org, login
 from tests.invitations.support import accept, invite, token_of
 from tests.members.support import member_login, team
@@ -125,6 +126,26 @@ async def test_two_uses_of_one_link_at_once_verify_once(
     assert answers == [200, 404]
     [member] = await master["members"].find({}).to_list(None)
     assert member["verified_at"] is not None
+
+
+async def test_get_me_reads_the_link_store_only_for_a_member_who_asked_for_a_change(
+        client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    owner = (await team(client))["owner"]
+    reads: list[ObjectId] = []
+    real = EmailVerificationRepository.get
+
+    async def counted(self: EmailVerificationRepository, member_id: ObjectId) -> Any:
+        reads.append(member_id)
+        return await real(self, member_id)
+
+    monkeypatch.setattr(EmailVerificationRepository, "get", counted)
+
+    assert (await client.get("/me", headers=owner.auth)).json()["pending_email"] is None
+    assert reads == []  # never asked: the member document says so, no read more
+    assert (await change_email(client, owner.auth, NEW_EMAIL)).status_code == 200
+    reads.clear()
+    assert (await client.get("/me", headers=owner.auth)).json()["pending_email"] == NEW_EMAIL
+    assert len(reads) == 1
 
 
 async def test_an_email_change_takes_effect_only_once_the_new_address_confirms(

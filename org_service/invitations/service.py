@@ -220,6 +220,7 @@ class InvitationService:
         event.organization_id = invitation["organization_id"]
         event.target = f"{invitation['_id']} {invitation['email']} ({invitation['role']})"
         org = await self._organization(invitation)
+        await self._sender_still_grants(invitation)
         # Checked before the password hash (a quarter of a second of a thread), and again
         # by the unique email index when the member is written.
         existing = await self.members.get_by_email(invitation["email"])
@@ -332,6 +333,24 @@ class InvitationService:
         if org["state"] == RENAMING:  # a moment: the organization is moving collections
             raise TenantBusy(str(org["_id"]))
         return org
+
+    async def _sender_still_grants(self, invitation: Document) -> None:
+        """An invitation grants what its sender may grant now, not when it was sent: a
+        sender since removed, suspended or demoted below what the invitation grants takes
+        the invitation with them (revoked here, before anything is written for the new
+        member, and answered as any revoked link)."""
+        sender = await self.members.get_in(invitation["organization_id"],
+                                           invitation["invited_by"])
+        role = (sender["role"] if sender is not None
+                and sender.get("state", ACTIVE) == ACTIVE else None)
+        if role is not None and allows(role, "invitations:create") and outranks_or_equals(
+                role, invitation["role"]) and (allows(role, "invitations:manage")
+                                               or invitation["role"] == "employee"):
+            return
+        await self.invitations.revoke(invitation, by=invitation["invited_by"],
+                                      now=self.clock())
+        raise NotFound("This invitation was revoked: whoever sent it can no longer grant "
+                       "this role. Ask the organization for a new one")
 
     async def _active_member(self, organization_id: ObjectId, member_id: ObjectId) -> bool:
         member = await self.members.get_in(organization_id, member_id)

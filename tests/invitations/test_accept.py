@@ -15,7 +15,7 @@ from bson import ObjectId
 from tests.auth.test_throttle_cli import cleared, invoke
 from tests.helpers import HeldHashes, client_for, create_org, until
 from tests.invitations.support import accept, invite, token_of
-from tests.members.support import member_login
+from tests.members.support import member_login, team
 from tests.members.test_permission_matrix import snapshot
 
 
@@ -97,6 +97,33 @@ async def test_an_invitation_revoked_while_its_accept_runs_creates_nobody(
     assert await master["members"].count_documents({"email_key": "invitee@example.com"}) == 0
     stored = await master["invitations"].find_one({"_id": ObjectId(created["id"])})
     assert stored["state"] == "revoked" and stored["member_id"] is None
+
+
+@pytest.mark.parametrize("lapse", ["demoted", "suspended", "removed"])
+async def test_an_invitation_whose_sender_lost_the_right_to_grant_it_makes_nobody(
+        client: httpx.AsyncClient, master: Any, lapse: str) -> None:
+    people = await team(client)
+    owner, manager = people["owner"], people["manager"]
+    by_manager = await invite(client, manager, "report@example.com")
+    by_owner = await invite(client, owner, "other@example.com")
+    changed = {
+        "demoted": lambda: client.patch(f"/org/members/{manager.id}", headers=owner.auth,
+                                        json={"role": "employee"}),
+        "suspended": lambda: client.post(f"/org/members/{manager.id}/suspend",
+                                         headers=owner.auth),
+        "removed": lambda: client.delete(f"/org/members/{manager.id}", headers=owner.auth),
+    }[lapse]
+    assert (await changed()).status_code in (200, 204)
+
+    refused = await accept(client, token_of(by_manager["accept_url"]))
+
+    assert refused.status_code == 404, refused.text
+    assert "can no longer grant" in refused.json()["detail"]
+    assert await master["members"].count_documents({"email_key": "report@example.com"}) == 0
+    stored = await master["invitations"].find_one({"_id": ObjectId(by_manager["id"])})
+    assert stored["state"] == "revoked"
+    # The owner's own invitation is untouched by the manager's lapse.
+    assert (await accept(client, token_of(by_owner["accept_url"]))).status_code == 201
 
 
 async def test_a_crash_between_the_member_and_the_invitation_is_finished_by_a_retry(

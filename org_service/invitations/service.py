@@ -209,6 +209,8 @@ class InvitationService:
     async def view(self, token: str, client_address: str | None) -> InvitationView:
         invitation = await self._by_token(token, client_address)
         org = await self._organization(invitation)
+        # Not shown as open when it cannot be accepted (revoked here as the accept would).
+        await self._sender_still_grants(invitation)
         return InvitationView(organization_name=org["organization_name"],
                               role=invitation["role"], email=mask_email(invitation["email"]),
                               expires_at=invitation["expires_at"])

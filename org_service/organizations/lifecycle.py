@@ -180,9 +180,19 @@ class LifecycleManager:
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
+        """Stop the work this process runs in the background (settling, detached steps).
+        Each cancelled step undoes or hands over what it began (`_fail`), which its step
+        timeout bounds; a shutdown waits that long at most, and leaves anything still
+        running then to the journal's recovery (another process, or the next start)."""
         for task in list(self._background):
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        if not self._background:
+            return
+        _, running = await asyncio.wait(set(self._background),
+                                        timeout=self.step_timeout + 5)
+        if running:
+            log.warning("shutdown: %d lifecycle task(s) still running, left to recovery",
+                        len(running))
 
     async def _step(self, name: str, op: Document) -> None:
         """Between two steps: still the holder (else LeaseLost), for another lease."""

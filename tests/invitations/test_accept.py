@@ -115,15 +115,37 @@ async def test_an_invitation_whose_sender_lost_the_right_to_grant_it_makes_nobod
     }[lapse]
     assert (await changed()).status_code in (200, 204)
 
-    refused = await accept(client, token_of(by_manager["accept_url"]))
+    token = token_of(by_manager["accept_url"])
+    preview = await client.get(f"/invitations/{token}")
+    refused = await accept(client, token)
 
+    assert preview.status_code == 404, preview.text
+    assert "can no longer grant" in preview.json()["detail"]
     assert refused.status_code == 404, refused.text
-    assert "can no longer grant" in refused.json()["detail"]
     assert await master["members"].count_documents({"email_key": "report@example.com"}) == 0
     stored = await master["invitations"].find_one({"_id": ObjectId(by_manager["id"])})
     assert stored["state"] == "revoked"
     # The owner's own invitation is untouched by the manager's lapse.
-    assert (await accept(client, token_of(by_owner["accept_url"]))).status_code == 201
+    owners = token_of(by_owner["accept_url"])
+    assert (await client.get(f"/invitations/{owners}")).status_code == 200
+    assert (await accept(client, owners)).status_code == 201
+
+
+async def test_the_accept_itself_checks_the_sender_too(
+        client: httpx.AsyncClient, master: Any) -> None:
+    people = await team(client)
+    created = await invite(client, people["manager"], "report@example.com")
+    token = token_of(created["accept_url"])
+    assert (await client.get(f"/invitations/{token}")).status_code == 200
+    suspended = await client.post(f"/org/members/{people['manager'].id}/suspend",
+                                  headers=people["owner"].auth)
+    assert suspended.status_code == 200, suspended.text
+
+    refused = await accept(client, token)
+
+    assert refused.status_code == 404, refused.text
+    assert "can no longer grant" in refused.json()["detail"]
+    assert await master["members"].count_documents({"email_key": "report@example.com"}) == 0
 
 
 async def test_a_crash_between_the_member_and_the_invitation_is_finished_by_a_retry(

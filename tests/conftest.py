@@ -6,6 +6,8 @@ loopback port with test commands (configureFailPoint) enabled, stopped at the en
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -59,8 +61,22 @@ async def app(settings: Any) -> AsyncIterator[Any]:
     from org_service.main import create_app
 
     application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
+    lifespan = application.router.lifespan_context(application)
+    await lifespan.__aenter__()
+    yield application
+    # The shutdown runs as a task of its own, bounded: a shutdown that hangs fails here,
+    # naming every task still pending with its stack, instead of holding the suite until
+    # CI's time limit (one run hung here, in teardown, after every test had passed).
+    closing = asyncio.ensure_future(lifespan.__aexit__(None, None, None))
+    done, _ = await asyncio.wait({closing}, timeout=90)
+    if not done:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            stacks.write(f"--- {task!r}\n")
+            task.print_stack(file=stacks, limit=40)
+        raise AssertionError("the app's shutdown did not end within 90 s; pending tasks:\n"
+                             + stacks.getvalue()[-20000:])
+    closing.result()
 
 
 @pytest.fixture(scope="session")

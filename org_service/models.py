@@ -34,8 +34,14 @@ Password = Annotated[str, StringConstraints(min_length=PASSWORD_MIN, max_length=
 # not a special-use domain (.test, .local, ...). A generator reading the document produces
 # only addresses that email-validator (which still checks and normalizes each one) accepts.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+# A DNS label: letters, digits and inner hyphens, at most 63, and never hyphens 3rd and 4th
+# ("ab--c": RFC 5890's reserved R-LDH labels, which email-validator refuses; Punycode
+# "xn--" labels too, as the address is ASCII). Spelled out, since there is no lookahead.
+_ALNUM = "[A-Za-z0-9]"
+_LABEL = (rf"{_ALNUM}{{1,2}}|{_ALNUM}[A-Za-z0-9-](?:{_ALNUM}(?:[A-Za-z0-9-]{{0,59}}{_ALNUM})?"
+          rf"|-{_ALNUM}(?:[A-Za-z0-9-]{{0,58}}{_ALNUM})?)")
 EMAIL_PATTERN = (rf"^{_ATEXT}+(\.{_ATEXT}+)*"
-                 r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+                 rf"@((?:{_LABEL})\.)+[A-Za-z]{{2,63}}$")
 # JSON Schema has no lookahead a generator can use: the special-use domains are a `not`.
 SPECIAL_USE_PATTERN = r"\.(" + "|".join(
     "".join(f"[{c.upper()}{c}]" for c in name) for name in SPECIAL_USE_DOMAIN_NAMES) + ")$"

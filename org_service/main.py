@@ -61,7 +61,6 @@ from org_service.organizations.repository import (
     TenantCollections,
 )
 from org_service.organizations.service import OrganizationService
-from org_service.organizations.window import RestoreWindow
 from org_service.outbox.messages import Outbox
 from org_service.outbox.repository import OutboxRepository
 from org_service.outbox.sender import OutboxSender, transport_for
@@ -115,7 +114,10 @@ def build_services(settings: Settings, mongo: Mongo,
         mongo.master, retention_seconds=settings.AUDIT_RETENTION_DAYS * 24 * 3600)
     # A restore (org-service restore) whose process died is finished or undone by the
     # API's recovery like any other lifecycle operation.
-    register_restore(lifecycle, Restorer(Operator(settings, mongo.master, lifecycle)))
+    # The operator's pieces over the API's lifecycle: one restore window (its purge and
+    # restore recovery) for the sweep and for a backup restore's recovery alike.
+    operator = Operator(settings, mongo.master, lifecycle)
+    register_restore(lifecycle, Restorer(operator))
     auth = AuthService(members=members, organizations=organizations, hasher=hasher,
                        sessions=sessions, throttle=throttle,
                        require_verified_email=settings.REQUIRE_VERIFIED_EMAIL)
@@ -141,7 +143,7 @@ def build_services(settings: Settings, mongo: Mongo,
         create_throttle=CreateThrottle(login_failures, settings),
         audit=AuditLog(audit_repository, cursors,
                        collapse_seconds=settings.AUDIT_COLLAPSE_SECONDS),
-        window=RestoreWindow(lifecycle, audit_repository),
+        window=operator.window,
         records=RecordService(RecordRepository(
             mongo.master, max_time_ms=settings.QUERY_MAX_TIME_MS,
             export_batch_size=settings.EXPORT_BATCH_SIZE,
